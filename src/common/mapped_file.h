@@ -1,0 +1,29 @@
+// Read-only memory mapping of an input file; inputs are never written through it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace fp4z {
+
+// Owns a read-only mapping (or nothing, for an empty file). Move-only.
+struct MappedFile {
+  std::string path;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  ~MappedFile();
+};
+
+// Maps `path` read-only; throws fp4z::Error (exit 2) naming the file if it cannot be opened.
+MappedFile map_file(const std::string& path);
+
+// Hints the kernel that [offset, offset+len) will not be needed again (keeps RSS bounded).
+void release_pages(const MappedFile& f, size_t offset, size_t len);
+
+}  // namespace fp4z

@@ -1,0 +1,42 @@
+// Row kernels of NVFP4 quantization (divide, round to E2M1, pack, error statistics), per ISA.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/cpu.h"
+
+namespace fp4z {
+
+// Accumulated over rows; sq_err sums fl(fl(deq - w)^2) in double, deq = fl(E2M1 · S).
+struct RowStats {
+  double sq_err = 0;
+  uint64_t zeros = 0;  // codes 0 and 8
+  uint64_t small = 0;  // |value| <= 1: codes 0,1,2,8,9,10
+  void add(const RowStats& o) { sq_err += o.sq_err; zeros += o.zeros; small += o.small; }
+};
+
+// Quantizes one row of `cols` weights (cols % 16 == 0) with per-block divisors S[cols/16]:
+// X = fl(w / S), code = E2M1 round-half-even with sign from X < 0 (code 8 becomes 0 when
+// canonical_zero), packed two per byte, even column in the low nibble. If st is non-null,
+// adds the row's statistics. Every ISA produces identical bytes and identical statistics.
+using QuantizeRowFn = void (*)(const float* w, size_t cols, const float* S, bool canonical_zero, uint8_t* packed,
+                               RowStats* st);
+// Statistics of already-packed codes against w, with deq = fl(E2M1[code] · S[block]) where S is
+// the effective block scale (the same S the codes were quantized with).
+using CodeStatsFn = void (*)(const uint8_t* packed, size_t cols, const float* S, const float* w, RowStats* st);
+
+struct NvKernels {
+  Isa isa;
+  QuantizeRowFn quantize_row;
+  CodeStatsFn code_stats;
+};
+
+// The kernels for `isa` (falls back to the best available below it).
+const NvKernels& nv_kernels(Isa isa);
+
+// Per-ISA tables (defined in kernels_*.cpp).
+extern const NvKernels kNvKernelsScalar;
+extern const NvKernels kNvKernelsAvx2;
+extern const NvKernels kNvKernelsAvx512;
+
+}  // namespace fp4z

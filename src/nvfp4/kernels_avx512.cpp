@@ -1,0 +1,117 @@
+// AVX-512 NVFP4 row kernels: one 16-element block per zmm register; bit-identical to the scalar path.
+#include <immintrin.h>
+
+#include "nvfp4/codec.h"
+#include "nvfp4/kernels.h"
+
+namespace fp4z {
+
+namespace {
+
+// Magnitude index (0..7) of |x| as 16 int32 lanes: one masked increment per E2M1 threshold,
+// with the same strict/non-strict comparisons as e2m1_magnitude_index (ordered: NaN -> 0).
+inline __m512i magnitude_index(__m512 a) {
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i idx = _mm512_setzero_si512();
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.25f), _CMP_GT_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.75f), _CMP_GE_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(1.25f), _CMP_GT_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(1.75f), _CMP_GE_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(2.5f), _CMP_GT_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(3.5f), _CMP_GE_OQ), idx, one);
+  idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(5.0f), _CMP_GT_OQ), idx, one);
+  return idx;
+}
+
+// 16 codes in int32 lanes -> 8 packed bytes (even lane in the low nibble).
+inline uint64_t pack16(__m512i codes) {
+  __m128i b = _mm512_cvtepi32_epi8(codes);                 // 16 bytes
+  __m128i v = _mm_or_si128(b, _mm_srli_epi16(b, 4));       // low byte of each u16: lo | hi<<4
+  v = _mm_and_si128(v, _mm_set1_epi16(0x00FF));
+  v = _mm_packus_epi16(v, v);
+  return uint64_t(_mm_cvtsi128_si64(v));
+}
+
+inline __m512i unpack16(const uint8_t* p) {
+  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0F));
+  __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F));
+  __m128i inter = _mm_unpacklo_epi8(lo, hi);
+  return _mm512_cvtepu8_epi32(inter);
+}
+
+// lane i += double(sq[i]) + double(sq[i+8]) (the shared summation order, see kernels_scalar.cpp).
+inline __m512d add_err(__m512d acc, __m512 sq) {
+  __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(sq));
+  __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sq), 1)));
+  return _mm512_add_pd(acc, _mm512_add_pd(lo, hi));
+}
+
+inline double lanes_total(__m512d acc) {
+  alignas(64) double l[8];
+  _mm512_store_pd(l, acc);
+  double t = 0;
+  for (int i = 0; i < 8; ++i) t += l[i];
+  return t;
+}
+
+void quantize_row_avx512(const float* w, size_t cols, const float* S, bool canonical_zero, uint8_t* packed, RowStats* st) {
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 table = _mm512_loadu_ps(kE2M1Value);
+  const __m512i eight = _mm512_set1_epi32(8);
+  __m512d acc = _mm512_setzero_pd();
+  uint64_t zeros = 0, small = 0;
+  for (size_t b = 0; b < cols / 16; ++b) {
+    __m512 s = _mm512_set1_ps(S[b]);
+    __m512 wv = _mm512_loadu_ps(w + 16 * b);
+    __m512 x = _mm512_div_ps(wv, s);
+    __m512i idx = magnitude_index(_mm512_and_ps(x, abs_mask));
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __mmask16 zero = _mm512_cmpeq_epi32_mask(idx, _mm512_setzero_si512());
+    if (canonical_zero) neg &= __mmask16(~zero);
+    __m512i code = _mm512_mask_or_epi32(idx, neg, idx, eight);
+    uint64_t bytes = pack16(code);
+    __builtin_memcpy(packed + 8 * b, &bytes, 8);
+    if (st) {
+      __m512 deq = _mm512_mul_ps(_mm512_permutexvar_ps(code, table), s);
+      __m512 d = _mm512_sub_ps(deq, wv);
+      acc = add_err(acc, _mm512_mul_ps(d, d));
+      zeros += unsigned(__builtin_popcount(zero));
+      small += unsigned(__builtin_popcount(_mm512_cmple_epi32_mask(idx, _mm512_set1_epi32(2))));
+    }
+  }
+  if (st) {
+    RowStats local;
+    local.sq_err = lanes_total(acc);
+    local.zeros = zeros;
+    local.small = small;
+    st->add(local);
+  }
+}
+
+void code_stats_avx512(const uint8_t* packed, size_t cols, const float* S, const float* w, RowStats* st) {
+  const __m512 table = _mm512_loadu_ps(kE2M1Value);
+  const __m512i seven = _mm512_set1_epi32(7);
+  __m512d acc = _mm512_setzero_pd();
+  uint64_t zeros = 0, small = 0;
+  for (size_t b = 0; b < cols / 16; ++b) {
+    __m512i code = unpack16(packed + 8 * b);
+    __m512 deq = _mm512_mul_ps(_mm512_permutexvar_ps(code, table), _mm512_set1_ps(S[b]));
+    __m512 d = _mm512_sub_ps(deq, _mm512_loadu_ps(w + 16 * b));
+    acc = add_err(acc, _mm512_mul_ps(d, d));
+    __m512i mag = _mm512_and_si512(code, seven);
+    zeros += unsigned(__builtin_popcount(_mm512_cmpeq_epi32_mask(mag, _mm512_setzero_si512())));
+    small += unsigned(__builtin_popcount(_mm512_cmple_epi32_mask(mag, _mm512_set1_epi32(2))));
+  }
+  RowStats local;
+  local.sq_err = lanes_total(acc);
+  local.zeros = zeros;
+  local.small = small;
+  st->add(local);
+}
+
+}  // namespace
+
+const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512};
+
+}  // namespace fp4z

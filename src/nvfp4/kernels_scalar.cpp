@@ -1,0 +1,79 @@
+// Portable reference implementation of the NVFP4 row kernels; SIMD kernels must match it bit for bit.
+#include "nvfp4/codec.h"
+#include "nvfp4/kernels.h"
+
+namespace fp4z {
+
+namespace {
+
+// Squared errors are summed in a fixed order shared by every ISA: lane i (0..7) of a row
+// accumulates double(e[i]) + double(e[i+8]) of each block, then lanes are added 0..7.
+struct ErrLanes {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  void add_block(const float* sq) {
+    for (int i = 0; i < 8; ++i) lane[i] += double(sq[i]) + double(sq[i + 8]);
+  }
+  double total() const {
+    double t = 0;
+    for (int i = 0; i < 8; ++i) t += lane[i];
+    return t;
+  }
+};
+
+void quantize_row_scalar(const float* w, size_t cols, const float* S, bool canonical_zero, uint8_t* packed, RowStats* st) {
+  ErrLanes err;
+  RowStats local;
+  for (size_t b = 0; b < cols / 16; ++b) {
+    const float s = S[b];
+    uint8_t codes[16];
+    float sq[16];
+    for (int i = 0; i < 16; ++i) {
+      float x = w[16 * b + i] / s;
+      uint8_t idx = e2m1_magnitude_index(std::fabs(x));
+      uint8_t c = uint8_t(((x < 0.0f) ? 8 : 0) | idx);
+      if (canonical_zero && c == 8) c = 0;
+      codes[i] = c;
+      float d = kE2M1Value[c] * s - w[16 * b + i];
+      sq[i] = d * d;
+      local.zeros += idx == 0;
+      local.small += idx <= 2;
+    }
+    if (st) err.add_block(sq);
+    for (int j = 0; j < 8; ++j) packed[8 * b + j] = uint8_t(codes[2 * j] | (codes[2 * j + 1] << 4));
+  }
+  if (st) {
+    local.sq_err = err.total();
+    st->add(local);
+  }
+}
+
+void code_stats_scalar(const uint8_t* packed, size_t cols, const float* S, const float* w, RowStats* st) {
+  ErrLanes err;
+  RowStats local;
+  for (size_t b = 0; b < cols / 16; ++b) {
+    float sq[16];
+    for (int i = 0; i < 16; ++i) {
+      size_t c = 16 * b + i;
+      uint8_t code = (packed[c / 2] >> ((c & 1) * 4)) & 0xF;
+      float d = kE2M1Value[code] * S[b] - w[c];
+      sq[i] = d * d;
+      local.zeros += (code & 7) == 0;
+      local.small += (code & 7) <= 2;
+    }
+    err.add_block(sq);
+  }
+  local.sq_err = err.total();
+  st->add(local);
+}
+
+}  // namespace
+
+const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar};
+
+const NvKernels& nv_kernels(Isa isa) {
+  if (isa == Isa::kAvx512) return kNvKernelsAvx512;
+  if (isa == Isa::kAvx2) return kNvKernelsAvx2;
+  return kNvKernelsScalar;
+}
+
+}  // namespace fp4z

@@ -1,0 +1,622 @@
+// Checkpoint-level NVFP4 quantization: plans the output, streams tensors from mmap through the
+// row kernels on all cores, writes shards in place, and publishes the directory atomically.
+#include "pipeline/quantize.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/glob.h"
+#include "common/parallel.h"
+#include "common/progress.h"
+#include "common/staged_output.h"
+#include "format/checkpoint.h"
+#include "nvfp4/codec.h"
+#include "nvfp4/kernels.h"
+#include "nvfp4/scales.h"
+#include "pipeline/fused_groups.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+namespace fp4z {
+
+namespace {
+
+constexpr size_t kRowGrain = 16;  // rows per work item; fixed so results do not depend on threads
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+std::string strip_suffix(const std::string& s, const std::string& suf) { return s.substr(0, s.size() - suf.size()); }
+
+float read_f32_scalar(const TensorRef& r) {
+  float g;
+  std::memcpy(&g, r.data(), 4);
+  return g;
+}
+
+// Per-chunk statistics are summed in chunk order so that totals are independent of thread count.
+struct ChunkedStats {
+  std::vector<RowStats> chunks;
+  explicit ChunkedStats(size_t rows) : chunks((rows + kRowGrain - 1) / kRowGrain) {}
+  RowStats total() const {
+    RowStats t;
+    for (const auto& c : chunks) t.add(c);
+    return t;
+  }
+};
+
+// Copies a tensor's bytes from the mapped input to the writer in bounded pieces.
+void copy_tensor(CheckpointWriter& w, const std::string& out_name, const TensorRef& r) {
+  const uint64_t n = r.info->nbytes();
+  const uint64_t piece = 64ull << 20;
+  for (uint64_t at = 0; at < n; at += piece) {
+    uint64_t len = std::min(piece, n - at);
+    w.write_part(out_name, at, r.data() + at, len);
+    size_t file_off = size_t(r.data() - r.file->map.data) + at;
+    release_pages(r.file->map, file_off, len);
+  }
+  w.mark_written(out_name);
+}
+
+void release_tensor(const TensorRef& r) {
+  release_pages(r.file->map, size_t(r.data() - r.file->map.data), r.info->nbytes());
+}
+
+void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const EntropyProxy& ep) {
+  m.mean_entropy_bits = ep.mean_bits;
+  m.std_entropy_bits = ep.std_bits;
+  m.compression_rate = 1.0 - ep.mean_bits / 8.0;
+  m.compressed_size_ratio = ep.mean_bits / 8.0;
+  m.effective_bits_per_weight = 4.0 + 8.0 / 16.0 + 32.0 / double(numel);
+  m.n_chunks = ep.n_chunks;
+  // The reference reduces in f32; we accumulate in double and round the final value to f32.
+  m.mse = numel ? double(float(st.sq_err / double(numel))) : 0.0;
+  m.zero_fraction = numel ? double(float(double(st.zeros) / double(numel))) : 0.0;
+  m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
+}
+
+void ratio_stats(const std::vector<float>& S, const std::vector<float>& S0, LayerMetrics& m) {
+  const float eps = 1e-12f;
+  size_t n = S.size();
+  double sum = 0;
+  std::vector<float> r(n);
+  for (size_t i = 0; i < n; ++i) {
+    r[i] = S[i] / std::max(S0[i], eps);
+    sum += r[i];
+  }
+  double mean = n ? sum / double(n) : 0;
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (double(r[i]) - mean) * (double(r[i]) - mean);
+  m.scale_ratio_mean = double(float(mean));
+  m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
+}
+
+void check_float_source(const TensorRef& r, const std::string& what) {
+  if (!dtype_is_float_weight(r.info->dtype))
+    fail_input(r.file->path() + ": " + what + " '" + r.info->name + "' has dtype " + dtype_name(r.info->dtype) +
+               " (expected BF16, F16 or F32)");
+}
+
+SourceRounding rounding_of(DType d) { return d == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32; }
+
+// Converts `rows` rows of a float tensor starting at row r0 into dst (f32).
+void load_rows(const TensorRef& r, int64_t cols, size_t r0, size_t rows, float* dst) {
+  unsigned es = dtype_size(r.info->dtype);
+  convert_to_f32(r.data() + r0 * size_t(cols) * es, r.info->dtype, rows * size_t(cols), dst);
+}
+
+// Copies every non-weight file of `from` into the staged output (relative paths kept).
+void copy_other_files(const Checkpoint& ck, const StagedDir& out, const std::set<std::string>& skip) {
+  for (const auto& rel : ck.other_files()) {
+    if (skip.count(rel)) continue;
+    fs::path dst = fs::path(out.temp) / rel;
+    std::error_code ec;
+    fs::create_directories(dst.parent_path(), ec);
+    copy_file_exact(ck.dir + "/" + rel, dst.string());
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// absmax
+
+struct AbsmaxPlan {
+  std::vector<std::string> quantized;  // module prefixes, source order
+  std::map<std::string, std::string> kept;  // module -> reason (Linear kept in source dtype)
+};
+
+bool is_linear_weight(const std::string& name, const TensorInfo& t) {
+  if (!ends_with(name, ".weight") || t.shape.size() != 2) return false;
+  return name.find("embed") == std::string::npos && name.find("wte") == std::string::npos;
+}
+
+AbsmaxPlan plan_absmax(const Checkpoint& src, const QuantizeOptions& o) {
+  AbsmaxPlan plan;
+  std::vector<std::string> linears;
+  for (const auto& n : src.names) {
+    const TensorRef& r = src.get(n);
+    if (!is_linear_weight(n, *r.info)) continue;
+    std::string m = strip_suffix(n, ".weight");
+    std::string leaf = m.substr(m.rfind('.') + 1);
+    if (leaf == "lm_head" || m == "lm_head") { plan.kept[m] = "lm_head"; continue; }
+    if (ends_with(m, ".mlp.gate") || ends_with(m, ".router")) { plan.kept[m] = "MoE router"; continue; }
+    if (glob_match_any(o.ignore, m)) { plan.kept[m] = "--ignore"; continue; }
+    if (r.info->shape[1] % 16 != 0) { plan.kept[m] = "K % 16 != 0"; continue; }
+    check_float_source(r, "weight");
+    linears.push_back(m);
+  }
+  // One decision per fused group: if any member is kept, all are.
+  for (const auto& g : group_fused(linears)) {
+    std::string reason;
+    for (const auto& m : g) {
+      std::string key = fused_group_key(m);
+      if (key.empty()) continue;
+      std::string parent = key.substr(0, key.rfind('#'));
+      for (const auto& leaf : fused_group_members(key)) {
+        auto it = plan.kept.find(parent + "." + leaf);
+        if (it != plan.kept.end()) reason = "fused with " + it->first + " (" + it->second + ")";
+      }
+    }
+    for (const auto& m : g) {
+      if (reason.empty()) plan.quantized.push_back(m);
+      else plan.kept[m] = reason;
+    }
+  }
+  return plan;
+}
+
+json quantization_config_ct(const std::vector<std::string>& ignore, bool legacy) {
+  json weights = {{"actorder", nullptr}, {"block_structure", nullptr}, {"dynamic", false}, {"group_size", 16},
+                  {"num_bits", 4}, {"observer", "memoryless_minmax"}, {"observer_kwargs", json::object()}};
+  if (!legacy) weights["scale_dtype"] = "torch.float8_e4m3fn";
+  weights["strategy"] = "tensor_group";
+  weights["symmetric"] = true;
+  weights["type"] = "float";
+  if (!legacy) weights["zp_dtype"] = nullptr;
+  json group = {{"format", "nvfp4-pack-quantized"}, {"input_activations", nullptr}, {"output_activations", nullptr},
+                {"targets", json::array({"Linear"})}, {"weights", weights}};
+  return json{{"config_groups", {{"group_0", group}}},
+              {"format", "nvfp4-pack-quantized"},
+              {"global_compression_ratio", nullptr},
+              {"ignore", ignore},
+              {"kv_cache_scheme", nullptr},
+              {"quant_method", "compressed-tensors"},
+              {"quantization_status", "compressed"},
+              {"sparsity_config", json::object()},
+              {"transform_config", json::object()},
+              {"version", legacy ? "0.10.0" : "0.13.0"}};
+}
+
+void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
+  auto src = open_checkpoint(o.source);
+  std::string cfg_path = o.source + "/config.json";
+  if (!fs::exists(cfg_path)) fail_input(o.source + ": config.json is missing");
+  json cfg = read_json_file(cfg_path);
+  if (!cfg.is_object()) fail_input(cfg_path + ": not a JSON object");
+  if (cfg.contains("quantization_config")) fail_input(cfg_path + ": the source is already quantized (has quantization_config)");
+  AbsmaxPlan plan = plan_absmax(*src, o);
+  if (plan.quantized.empty()) fail_input(o.source + ": no Linear weight can be quantized");
+  const bool modelopt = o.format == "modelopt";
+  std::set<std::string> qset(plan.quantized.begin(), plan.quantized.end());
+
+  std::vector<TensorSpec> specs;
+  for (const auto& n : src->names) {
+    const TensorInfo& t = *src->get(n).info;
+    if (ends_with(n, ".weight") && qset.count(strip_suffix(n, ".weight"))) {
+      std::string m = strip_suffix(n, ".weight");
+      int64_t R = t.shape[0], C = t.shape[1];
+      specs.push_back({m + (modelopt ? ".weight" : ".weight_packed"), DType::U8, {R, C / 2}});
+      specs.push_back({m + ".weight_scale", DType::F8_E4M3, {R, C / 16}});
+      if (modelopt) specs.push_back({m + ".weight_scale_2", DType::F32, {}});
+      else specs.push_back({m + ".weight_global_scale", DType::F32, {1}});
+    } else {
+      specs.push_back({n, t.dtype, t.shape});
+    }
+  }
+  StagedDir out(o.out, o.force);
+  CheckpointWriter writer(out.temp, specs, o.max_shard_bytes);
+  const int threads = resolve_threads(o.threads);
+  const NvKernels& K = nv_kernels(o.isa);
+  uint64_t total_bytes = 0;
+  for (const auto& n : src->names) total_bytes += src->get(n).info->nbytes();
+  res.input_bytes = total_bytes;
+  Progress prog("quantize", src->names.size(), total_bytes, o.quiet);
+
+  // Global scale per fused group, from the group's amax (= min of the members' scales).
+  std::unordered_map<std::string, float> gscale;
+  for (const auto& g : group_fused(plan.quantized)) {
+    float amax = 0;
+    SourceRounding rnd = SourceRounding::kF32;
+    for (const auto& m : g) {
+      const TensorRef& r = src->get(m + ".weight");
+      rnd = rounding_of(r.info->dtype);
+      const int64_t C = r.info->shape[1];
+      const size_t R = size_t(r.info->shape[0]);
+      std::vector<float> part((R + kRowGrain - 1) / kRowGrain, 0.0f);
+      std::vector<uint8_t> bad(part.size(), 0);
+      parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+        std::vector<float> row{}; row.resize(size_t(C));
+        float mx = 0;
+        for (size_t i = b; i < e; ++i) {
+          load_rows(r, C, i, 1, row.data());
+          for (float v : row) {
+            if (!std::isfinite(v)) bad[b / kRowGrain] = 1;
+            mx = std::max(mx, std::fabs(v));
+          }
+        }
+        part[b / kRowGrain] = mx;
+      });
+      for (size_t i = 0; i < part.size(); ++i) {
+        if (bad[i]) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (absmax refuses non-finite weights)");
+        amax = std::max(amax, part[i]);
+      }
+    }
+    // F16 sources: computed in f32 (compressed-tensors would overflow in F16; documented deviation).
+    float gs = absmax_global_scale(amax, rnd);
+    for (const auto& m : g) gscale[m] = gs;
+  }
+
+  for (const auto& n : src->names) {
+    const TensorRef& r = src->get(n);
+    std::string m = ends_with(n, ".weight") ? strip_suffix(n, ".weight") : "";
+    if (m.empty() || !qset.count(m)) {
+      copy_tensor(writer, n, r);
+      prog.advance(1, r.info->nbytes(), n);
+      continue;
+    }
+    const int64_t R = r.info->shape[0], C = r.info->shape[1];
+    const size_t nb = size_t(C / 16);
+    const float gs = gscale.at(m);
+    const SourceRounding rnd = rounding_of(r.info->dtype);
+    std::vector<uint8_t> packed(size_t(R) * size_t(C / 2));
+    std::vector<uint8_t> scales(size_t(R) * nb);
+    ChunkedStats cs{size_t(R)};
+    parallel_for(size_t(R), threads, kRowGrain, [&](size_t b, size_t e) {
+      std::vector<float> row, S; row.resize(size_t(C)); S.resize(nb);
+      RowStats st;
+      for (size_t i = b; i < e; ++i) {
+        load_rows(r, C, i, 1, row.data());
+        for (size_t k = 0; k < nb; ++k) {
+          float amax_b = 0;
+          for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(row[16 * k + j]));
+          uint8_t s8 = absmax_block_scale(amax_b, gs, rnd);
+          scales[i * nb + k] = s8;
+          S[k] = e4m3_decode(s8) / gs;
+        }
+        K.quantize_row(row.data(), size_t(C), S.data(), o.canonical_zero, packed.data() + i * size_t(C / 2), &st);
+      }
+      cs.chunks[b / kRowGrain] = st;
+    });
+    writer.write(m + (modelopt ? ".weight" : ".weight_packed"), packed.data(), packed.size());
+    writer.write(m + ".weight_scale", scales.data(), scales.size());
+    float g_out = modelopt ? 1.0f / gs : gs;
+    writer.write(m + (modelopt ? ".weight_scale_2" : ".weight_global_scale"), &g_out, 4);
+    release_tensor(r);
+
+    LayerResult lr;
+    lr.name = m;
+    lr.rows = R;
+    lr.cols = C;
+    finish_metrics(lr.result, cs.total(), uint64_t(R) * uint64_t(C), entropy_proxy(packed.data(), packed.size()));
+    lr.result.global_scale = gs;
+    res.layers.push_back(lr);
+    prog.advance(1, r.info->nbytes(), n);
+  }
+  prog.finish();
+  for (const auto& [m, why] : plan.kept) {
+    LayerResult lr;
+    lr.name = m;
+    lr.quantized = false;
+    lr.kept_reason = why;
+    const TensorInfo& t = *src->get(m + ".weight").info;
+    lr.rows = t.shape[0];
+    lr.cols = t.shape[1];
+    res.layers.push_back(lr);
+  }
+  writer.finish();
+
+  std::vector<std::string> ignore;
+  bool has_lm_head = false;
+  for (const auto& [m, why] : plan.kept) {
+    ignore.push_back(m);
+    has_lm_head |= (m == "lm_head");
+  }
+  if (!has_lm_head) ignore.insert(ignore.begin(), "lm_head");  // a Linear module even when tied/absent
+  std::sort(ignore.begin(), ignore.end());
+  if (modelopt) {
+    json excl = ignore;
+    json hf = {{"producer", {{"name", "fp4z"}, {"version", "0.1.0"}}},
+               {"quantization", {{"quant_algo", "NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", excl}}}};
+    write_json_file(out.path("hf_quant_config.json"), hf);
+    json wq = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
+    cfg["quantization_config"] = {{"config_groups", {{"group_0", {{"input_activations", nullptr}, {"weights", wq}, {"targets", {"Linear"}}}}}},
+                                  {"ignore", excl}, {"quant_algo", "NVFP4"}, {"producer", {{"name", "fp4z"}, {"version", "0.1.0"}}},
+                                  {"quant_method", "modelopt"}};
+  } else {
+    cfg["quantization_config"] = quantization_config_ct(ignore, o.legacy_config);
+  }
+  write_json_file(out.path("config.json"), cfg);
+  copy_other_files(*src, out, {"config.json", "hf_quant_config.json"});
+  out.commit();
+}
+
+// ------------------------------------------------------------------------------------------
+// seed
+
+struct SeedLayer {
+  std::string prefix;
+  const TensorRef* w;       // source weight
+  const TensorRef* packed;  // template
+  const TensorRef* scale;
+  const TensorRef* gscale;
+  int64_t R, C;
+  float g_t;
+  std::vector<float> S0, D;  // per block
+  float M = 0;
+  float g1 = 1;
+};
+
+std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, const QuantizeOptions& o) {
+  std::vector<std::string> prefixes;
+  for (const auto& n : tpl.names) {
+    if (!ends_with(n, ".weight_packed")) continue;
+    std::string p = strip_suffix(n, ".weight_packed");
+    if (!o.include.empty() && !glob_match_any(o.include, p)) continue;
+    if (glob_match_any(o.exclude, p)) continue;
+    prefixes.push_back(p);
+  }
+  std::sort(prefixes.begin(), prefixes.end());  // byte order, as Python sorts str
+  std::vector<SeedLayer> layers;
+  for (const auto& p : prefixes) {
+    SeedLayer L;
+    L.prefix = p;
+    L.packed = &tpl.get(p + ".weight_packed");
+    const TensorRef* sc = tpl.find(p + ".weight_scale");
+    const TensorRef* gs = tpl.find(p + ".weight_global_scale");
+    const TensorRef* w = src.find(p + ".weight");
+    if (!sc || !gs) fail_input(tpl.dir + ": '" + p + "' lacks weight_scale or weight_global_scale");
+    if (!w) fail_input(src.dir + ": source has no tensor '" + p + ".weight' for template layer '" + p + "'");
+    L.scale = sc;
+    L.gscale = gs;
+    L.w = w;
+    check_float_source(*w, "weight");
+    const auto& ws = w->info->shape;
+    if (ws.size() != 2) fail_input(src.dir + ": '" + p + ".weight' is not 2-D");
+    L.R = ws[0];
+    L.C = ws[1];
+    if (L.C % 16 != 0) fail_input(src.dir + ": '" + p + ".weight' has K = " + std::to_string(L.C) + ", not a multiple of 16");
+    auto shape_str = [](const std::vector<int64_t>& s) {
+      std::string r = "[";
+      for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+      return r + "]";
+    };
+    if (L.packed->info->dtype != DType::U8 || L.packed->info->shape != std::vector<int64_t>{L.R, L.C / 2})
+      fail_input(tpl.dir + ": '" + p + ".weight_packed' is " + dtype_name(L.packed->info->dtype) + " " + shape_str(L.packed->info->shape) +
+                 ", expected U8 " + shape_str({L.R, L.C / 2}) + " to match the source weight " + shape_str(ws));
+    if (sc->info->dtype != DType::F8_E4M3 || sc->info->shape != std::vector<int64_t>{L.R, L.C / 16})
+      fail_input(tpl.dir + ": '" + p + ".weight_scale' is " + dtype_name(sc->info->dtype) + " " + shape_str(sc->info->shape) +
+                 ", expected F8_E4M3 " + shape_str({L.R, L.C / 16}));
+    if (gs->info->dtype != DType::F32 || gs->info->numel() != 1)
+      fail_input(tpl.dir + ": '" + p + ".weight_global_scale' must be one F32 value");
+    L.g_t = read_f32_scalar(*gs);
+    if (!std::isfinite(L.g_t) || L.g_t < 0) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is negative or not finite");
+    const uint8_t* F = sc->data();
+    size_t nb = size_t(L.R) * size_t(L.C / 16);
+    L.S0.resize(nb);
+    L.D.resize(nb);
+    for (size_t i = 0; i < nb; ++i) {
+      float f = e4m3_decode(F[i]);
+      if (!(f >= 0.0f)) fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(i));
+      L.S0[i] = f / L.g_t;
+      L.D[i] = L.S0[i] * o.alpha;
+      L.M = std::max(L.M, L.D[i]);
+    }
+    if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
+    layers.push_back(std::move(L));
+  }
+  if (layers.empty()) fail_input(tpl.dir + ": no template layer (*.weight_packed) selected");
+  return layers;
+}
+
+json metrics_json(const LayerMetrics& m) {
+  auto num = [](double v) -> json { return std::isnan(v) ? json("__fp4z_NaN__") : json(v); };
+  return json{{"mean_entropy_bits", m.mean_entropy_bits}, {"std_entropy_bits", m.std_entropy_bits},
+              {"compression_rate", m.compression_rate}, {"compressed_size_ratio", m.compressed_size_ratio},
+              {"effective_bits_per_weight", m.effective_bits_per_weight}, {"mse_to_baseline", m.mse},
+              {"global_scale", m.global_scale}, {"scale_ratio_mean", num(m.scale_ratio_mean)},
+              {"scale_ratio_std", num(m.scale_ratio_std)}, {"zero_fraction", m.zero_fraction},
+              {"small_code_fraction", m.small_code_fraction}, {"n_chunks", m.n_chunks}};
+}
+
+void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
+  if (o.template_dir.empty()) fail_input("--method seed needs --template NVFP4_DIR");
+  if (!(o.alpha > 0.0f) || !std::isfinite(o.alpha)) fail_input("--alpha must be a positive number");
+  auto src = open_checkpoint(o.source);
+  auto tpl = open_checkpoint(o.template_dir);
+  std::vector<SeedLayer> layers = plan_seed(*src, *tpl, o);
+
+  // Global scales: per tensor (reference), or per complete fused group (--fused-global-scale).
+  std::vector<std::string> prefixes;
+  std::unordered_map<std::string, SeedLayer*> by_prefix;
+  for (auto& L : layers) {
+    prefixes.push_back(L.prefix);
+    by_prefix[L.prefix] = &L;
+  }
+  for (auto& L : layers) L.g1 = seed_global_scale(L.M);
+  for (const auto& g : group_fused(prefixes)) {
+    std::string key = fused_group_key(g[0]);
+    if (key.empty()) continue;
+    size_t want = fused_group_members(key).size();
+    if (o.fused_global_scale) {
+      if (g.size() != want)
+        fail_input("--fused-global-scale: the selection holds only part of the fused group of '" + g[0] + "' (" +
+                   std::to_string(g.size()) + " of " + std::to_string(want) + " members)");
+      float MG = 0;
+      for (const auto& p : g) MG = std::max(MG, by_prefix[p]->M);
+      float gG = seed_global_scale(MG);
+      for (const auto& p : g) by_prefix[p]->g1 = gG;
+    } else if (g.size() > 1) {
+      float gmax = 0;
+      for (const auto& p : g) gmax = std::max(gmax, by_prefix[p]->g1);
+      for (const auto& p : g) {
+        float f = by_prefix[p]->g1 / gmax;
+        if (f < 1.0f) {
+          char buf[256];
+          std::snprintf(buf, sizeof buf, "%s: global scale %.6g differs from its fused group's max %.6g: vLLM would dequantize it x%.3f",
+                        p.c_str(), by_prefix[p]->g1, gmax, f);
+          res.warnings.push_back(buf);
+        }
+      }
+    }
+  }
+
+  std::vector<TensorSpec> specs;
+  for (const auto& n : tpl->names) {
+    const TensorInfo& t = *tpl->get(n).info;
+    specs.push_back({n, t.dtype, t.shape});
+  }
+  StagedDir out(o.out, o.force);
+  std::vector<std::pair<std::string, std::string>> meta;
+  for (const auto& f : tpl->files)
+    for (const auto& kv : f->metadata) meta.push_back(kv);
+  CheckpointWriter writer(out.temp, specs, o.max_shard_bytes, meta);
+  const int threads = resolve_threads(o.threads);
+  const NvKernels& K = nv_kernels(o.isa);
+  uint64_t total_bytes = 0;
+  for (auto& L : layers) total_bytes += L.w->info->nbytes();
+  res.input_bytes = total_bytes;
+  Progress prog("seed", layers.size(), total_bytes, o.quiet);
+  std::set<std::string> replaced;
+
+  json jl = json::array();
+  double sum_w = 0, agg[4] = {0, 0, 0, 0};
+  for (auto& L : layers) {
+    const size_t nb = size_t(L.C / 16), R = size_t(L.R), C = size_t(L.C);
+    std::vector<uint8_t> F1(R * nb);
+    std::vector<float> S1(R * nb);
+    for (size_t i = 0; i < F1.size(); ++i) {
+      F1[i] = seed_block_scale(L.D[i], L.g1);
+      S1[i] = e4m3_decode(F1[i]) / L.g1;
+    }
+    std::vector<uint8_t> packed(R * C / 2);
+    ChunkedStats cs_new(R), cs_base(R);
+    const uint8_t* tpacked = L.packed->data();
+    parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+      std::vector<float> row(C);
+      RowStats st_new, st_base;
+      for (size_t i = b; i < e; ++i) {
+        load_rows(*L.w, L.C, i, 1, row.data());
+        K.quantize_row(row.data(), C, S1.data() + i * nb, o.canonical_zero, packed.data() + i * C / 2, &st_new);
+        K.code_stats(tpacked + i * C / 2, C, L.S0.data() + i * nb, row.data(), &st_base);
+      }
+      cs_new.chunks[b / kRowGrain] = st_new;
+      cs_base.chunks[b / kRowGrain] = st_base;
+    });
+    writer.write(L.prefix + ".weight_packed", packed.data(), packed.size());
+    writer.write(L.prefix + ".weight_scale", F1.data(), F1.size());
+    float g1 = L.g1;
+    std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
+    std::memcpy(gbytes.data(), &g1, 4);
+    writer.write(L.prefix + ".weight_global_scale", gbytes.data(), gbytes.size());
+    replaced.insert(L.prefix + ".weight_packed");
+    replaced.insert(L.prefix + ".weight_scale");
+    replaced.insert(L.prefix + ".weight_global_scale");
+
+    LayerResult lr;
+    lr.name = L.prefix;
+    lr.rows = L.R;
+    lr.cols = L.C;
+    lr.has_baseline = true;
+    uint64_t numel = uint64_t(R) * C;
+    finish_metrics(lr.baseline, cs_base.total(), numel, entropy_proxy(tpacked, packed.size()));
+    finish_metrics(lr.result, cs_new.total(), numel, entropy_proxy(packed.data(), packed.size()));
+    lr.baseline.global_scale = L.g_t;
+    lr.result.global_scale = L.g1;
+    ratio_stats(L.S0, L.S0, lr.baseline);
+    ratio_stats(S1, L.S0, lr.result);
+    release_tensor(*L.w);
+    release_tensor(*L.packed);
+
+    sum_w += double(numel);
+    agg[0] += double(numel) * lr.baseline.compression_rate;
+    agg[1] += double(numel) * lr.result.compression_rate;
+    agg[2] += double(numel) * lr.baseline.mse;
+    agg[3] += double(numel) * lr.result.mse;
+    jl.push_back(json{{"layer", L.prefix}, {"shape", {L.R, L.C}}, {"num_weights", numel},
+                      {"baseline", metrics_json(lr.baseline)}, {"alpha_only", metrics_json(lr.result)}, {"optimized", nullptr}});
+    res.layers.push_back(std::move(lr));
+    prog.advance(1, L.w->info->nbytes(), L.prefix);
+  }
+  for (const auto& n : tpl->names)
+    if (!replaced.count(n)) copy_tensor(writer, n, tpl->get(n));
+  prog.finish();
+  writer.finish();
+
+  json report;
+  report["full_precision_model_dir"] = o.source;
+  report["template_nvfp4_dir"] = o.template_dir;
+  report["output_dir"] = o.out;
+  report["alpha"] = double(o.alpha);
+  report["num_modified_layers"] = layers.size();
+  report["num_optimized_layers"] = 0;
+  report["include_patterns"] = o.include;
+  report["exclude_patterns"] = o.exclude;
+  report["aggregate"] = {{"num_layers", layers.size()}, {"num_optimized_layers", 0},
+                         {"baseline_weighted_compression_rate", agg[0] / sum_w},
+                         {"alpha_only_weighted_compression_rate", agg[1] / sum_w},
+                         {"baseline_weighted_mse", agg[2] / sum_w}, {"alpha_only_weighted_mse", agg[3] / sum_w}};
+  report["layers"] = jl;
+  std::string text = report.dump(2);
+  // Python's json writes NaN (single-block layers' std); nlohmann cannot, so patch the sentinel.
+  for (size_t p; (p = text.find("\"__fp4z_NaN__\"")) != std::string::npos;) text.replace(p, 14, "NaN");
+  {
+    std::string path = out.path("nvfp4_scale_inflation_from_full_precision_export.json");
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) fail_io(path + ": write failed");
+  }
+  copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"});
+  out.commit();
+  res.base_proxy = agg[0] / sum_w;
+  res.new_proxy = agg[1] / sum_w;
+  res.base_mse = agg[2] / sum_w;
+  res.new_mse = agg[3] / sum_w;
+}
+
+}  // namespace
+
+QuantizeResult quantize_checkpoint(const QuantizeOptions& opts) {
+  QuantizeOptions o = opts;
+  Isa best = detect_isa();
+  if (int(o.isa) > int(best)) o.isa = best;
+  if (o.format != "compressed-tensors" && o.format != "modelopt") fail_input("--format must be compressed-tensors or modelopt");
+  if (o.method == "seed" && o.format != "compressed-tensors") fail_input("seed mode writes the template's format (compressed-tensors)");
+  auto t0 = std::chrono::steady_clock::now();
+  QuantizeResult res;
+  if (o.method == "absmax") run_absmax(o, res);
+  else if (o.method == "seed") run_seed(o, res);
+  else fail_input("unknown --method '" + o.method + "' (expected absmax or seed)");
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double sw = 0, p = 0, m = 0;
+  for (const auto& l : res.layers) {
+    if (!l.quantized) continue;
+    double n = double(l.rows) * double(l.cols);
+    sw += n;
+    p += n * l.result.compression_rate;
+    m += n * l.result.mse;
+    res.quantized_weights += uint64_t(n);
+  }
+  if (o.method == "absmax" && sw > 0) {
+    res.new_proxy = p / sw;
+    res.new_mse = m / sw;
+  }
+  return res;
+}
+
+}  // namespace fp4z

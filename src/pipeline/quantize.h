@@ -1,0 +1,61 @@
+// Checkpoint-level NVFP4 quantization: absmax (compressed-tensors exact) and seed (scale inflation).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/cpu.h"
+
+namespace fp4z {
+
+struct QuantizeOptions {
+  std::string source;
+  std::string out;
+  std::string method = "absmax";  // "absmax" | "seed"
+  std::string template_dir;       // seed only
+  std::string format = "compressed-tensors";  // absmax: or "modelopt"
+  float alpha = 2.0f;
+  std::vector<std::string> include, exclude;  // seed: prefix filters (Python fnmatch)
+  std::vector<std::string> ignore;            // absmax: modules kept unquantized
+  bool fused_global_scale = false;            // seed: one global scale per fused group
+  bool canonical_zero = false;                // write code 0 instead of 8 for negative zeros
+  bool legacy_config = false;                 // omit scale_dtype/zp_dtype (compressed-tensors <= 0.12)
+  bool force = false;
+  bool quiet = false;
+  int threads = 0;
+  uint64_t max_shard_bytes = 5000000000ull;
+  Isa isa = Isa::kAvx512;  // capped by detect_isa()
+};
+
+// Metrics of one packed tensor, as in the seed report (seed-method.md §5).
+struct LayerMetrics {
+  double mean_entropy_bits = 0, std_entropy_bits = 0, compression_rate = 0, compressed_size_ratio = 0;
+  double effective_bits_per_weight = 0, mse = 0, global_scale = 0, scale_ratio_mean = 0, scale_ratio_std = 0;
+  double zero_fraction = 0, small_code_fraction = 0;
+  uint64_t n_chunks = 0;
+};
+
+struct LayerResult {
+  std::string name;  // module prefix
+  int64_t rows = 0, cols = 0;
+  bool quantized = true;
+  std::string kept_reason;   // when !quantized
+  bool has_baseline = false;  // seed: template metrics present
+  LayerMetrics baseline, result;
+};
+
+struct QuantizeResult {
+  std::vector<LayerResult> layers;
+  std::vector<std::string> warnings;
+  double seconds = 0;
+  uint64_t input_bytes = 0;
+  uint64_t quantized_weights = 0;
+  // Weighted aggregates over quantized layers (by weight count).
+  double base_proxy = 0, new_proxy = 0, base_mse = 0, new_mse = 0;
+};
+
+// Runs the whole job and publishes opts.out atomically. Throws fp4z::Error on bad input
+// (nothing is left behind).
+QuantizeResult quantize_checkpoint(const QuantizeOptions& opts);
+
+}  // namespace fp4z

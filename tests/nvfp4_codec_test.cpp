@@ -1,0 +1,194 @@
+// Golden vectors for the E2M1/E4M3 codecs, packing, scale rules, and ISA-equivalence of the row kernels.
+// Every expected value here is written down from ../shared/design/*.md, not computed by the code.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/cpu.h"
+#include "nvfp4/codec.h"
+#include "nvfp4/kernels.h"
+#include "nvfp4/scales.h"
+
+using namespace fp4z;
+
+static uint32_t bits(float f) { uint32_t b; std::memcpy(&b, &f, 4); return b; }
+
+TEST(E2M1, PackRowFromCompressedTensorsTest) {
+  // Row [-0.5,-6,-0.5,-1.5,-1,6,0,-0] quantized with scale 1 -> codes 9 F 9 B A 7 0 8 -> F9 B9 7A 80.
+  // The packer takes the sign of the already-rounded value: -0.0 packs to 8 (design note §2.5).
+  const float row[8] = {-0.5f, -6.0f, -0.5f, -1.5f, -1.0f, 6.0f, 0.0f, -0.0f};
+  uint8_t codes[8];
+  for (int i = 0; i < 8; ++i) codes[i] = e2m1_encode(row[i]);
+  codes[7] = std::signbit(row[7]) ? uint8_t(8) : codes[7];  // sign of a rounded -0.0, as the CT packer does
+  const uint8_t want_codes[8] = {9, 15, 9, 11, 10, 7, 0, 8};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(codes[i], want_codes[i]) << i;
+  uint8_t packed[4];
+  pack_nibbles(codes, 8, packed);
+  const uint8_t want[4] = {0xF9, 0xB9, 0x7A, 0x80};
+  EXPECT_EQ(0, std::memcmp(packed, want, 4));
+}
+
+TEST(E2M1, PackCodesGolden) {
+  const uint8_t codes[8] = {0, 1, 2, 3, 8, 9, 10, 15};
+  uint8_t packed[4];
+  pack_nibbles(codes, 8, packed);
+  const uint8_t want[4] = {0x10, 0x32, 0x98, 0xFA};
+  EXPECT_EQ(0, std::memcmp(packed, want, 4));
+  uint8_t back[8];
+  unpack_nibbles(packed, 8, back);
+  EXPECT_EQ(0, std::memcmp(back, codes, 8));
+}
+
+TEST(E2M1, EveryMidpointRoundsHalfToEven) {
+  // (value, expected magnitude index) at and around every threshold, from the table in §3.1.
+  struct Case { float a; int idx; };
+  const Case cases[] = {
+      {0.0f, 0}, {0.25f, 0}, {std::nextafter(0.25f, 1.0f), 1}, {0.5f, 1}, {std::nextafter(0.75f, 0.0f), 1},
+      {0.75f, 2}, {1.0f, 2}, {1.25f, 2}, {std::nextafter(1.25f, 2.0f), 3}, {1.5f, 3},
+      {std::nextafter(1.75f, 0.0f), 3}, {1.75f, 4}, {2.0f, 4}, {2.5f, 4}, {std::nextafter(2.5f, 3.0f), 5},
+      {3.0f, 5}, {std::nextafter(3.5f, 0.0f), 5}, {3.5f, 6}, {4.0f, 6}, {5.0f, 6},
+      {std::nextafter(5.0f, 6.0f), 7}, {6.0f, 7}, {1e30f, 7}, {INFINITY, 7}, {NAN, 0}};
+  for (const auto& c : cases) EXPECT_EQ(e2m1_magnitude_index(c.a), c.idx) << c.a;
+}
+
+TEST(E2M1, SignRule) {
+  EXPECT_EQ(e2m1_encode(-0.1f), 8);   // small negative -> negative zero code
+  EXPECT_EQ(e2m1_encode(-0.0f), 0);   // exact -0.0 is not < 0
+  EXPECT_EQ(e2m1_encode(NAN), 0);
+  EXPECT_EQ(e2m1_encode(-INFINITY), 15);
+  EXPECT_EQ(e2m1_encode(-0.25f), 8);
+  EXPECT_EQ(e2m1_encode(-0.26f), 9);
+}
+
+TEST(E4M3, GoldenEncodings) {
+  struct Case { float x; uint8_t b; };
+  const Case cases[] = {{448, 0x7E}, {464, 0x7E}, {224, 0x76}, {300, 0x79}, {17, 0x58}, {1.0625f, 0x38},
+                        {0.125f, 0x20}, {0.015625f, 0x08}, {7.5f / 512, 0x08}, {1.5f / 512, 0x02},
+                        {2.5f / 512, 0x02}, {0.5f / 512, 0x00}, {1.0f / 512, 0x01}, {56, 0x66}, {112, 0x6E}};
+  for (const auto& c : cases) EXPECT_EQ(e4m3_encode_rne(c.x), c.b) << c.x;
+  EXPECT_EQ(e4m3_encode_rne(std::nextafter(464.0f, 500.0f)) & 0x7F, 0x7F);  // above 464: NaN pattern
+}
+
+TEST(E4M3, DecodeSpotValues) {
+  EXPECT_EQ(e4m3_decode(0x7E), 448.0f);
+  EXPECT_EQ(e4m3_decode(0x08), 0.015625f);
+  EXPECT_EQ(e4m3_decode(0x01), 1.0f / 512);
+  EXPECT_EQ(e4m3_decode(0x79), 288.0f);
+  EXPECT_EQ(e4m3_decode(0x38), 1.0f);
+  EXPECT_EQ(e4m3_decode(0xB8), -1.0f);
+  EXPECT_TRUE(std::isnan(e4m3_decode(0x7F)));
+  EXPECT_TRUE(std::isnan(e4m3_decode(0xFF)));
+}
+
+TEST(E4M3, All254NonNanCodesRoundTrip) {
+  int n = 0;
+  for (int b = 0; b < 256; ++b) {
+    if ((b & 0x7F) == 0x7F) continue;
+    EXPECT_EQ(e4m3_encode_rne(e4m3_decode(uint8_t(b))), b) << b;
+    ++n;
+  }
+  EXPECT_EQ(n, 254);
+}
+
+TEST(E4M3, EveryMidpointTiesToEven) {
+  // Midpoint between consecutive positive codes b and b+1: ties go to the even mantissa.
+  for (int b = 0; b < 0x7E; ++b) {
+    double lo = e4m3_decode(uint8_t(b)), hi = e4m3_decode(uint8_t(b + 1));
+    float mid = float((lo + hi) / 2);  // exact in f32 for E4M3 neighbours
+    ASSERT_EQ(double(mid), (lo + hi) / 2);
+    uint8_t want = (b & 1) ? uint8_t(b + 1) : uint8_t(b);
+    EXPECT_EQ(e4m3_encode_rne(mid), want) << "midpoint of " << b;
+    EXPECT_EQ(e4m3_encode_rne(std::nextafter(mid, 0.0f)), b);
+    EXPECT_EQ(e4m3_encode_rne(std::nextafter(mid, 1000.0f)), b + 1);
+  }
+}
+
+TEST(Scales, AbsmaxGlobalScaleBf16TwoRoundings) {
+  // amax 3.0: bf16(1/3) = 0.333984375; x 2688 = 897.75 -> bf16 896.0, F32 bytes 00 00 60 44.
+  float gs = absmax_global_scale(3.0f, SourceRounding::kBF16);
+  EXPECT_EQ(gs, 896.0f);
+  uint8_t b[4];
+  std::memcpy(b, &gs, 4);
+  EXPECT_EQ(b[0], 0x00); EXPECT_EQ(b[1], 0x00); EXPECT_EQ(b[2], 0x60); EXPECT_EQ(b[3], 0x44);
+  EXPECT_EQ(absmax_global_scale(0.0f, SourceRounding::kBF16), 1.0f);
+  // Block with amax 1.5: 1.5/6 = 0.25; 896 * 0.25 = 224 -> 0x76.
+  EXPECT_EQ(absmax_block_scale(1.5f, 896.0f, SourceRounding::kBF16), 0x76);
+  EXPECT_EQ(absmax_block_scale(0.0f, 896.0f, SourceRounding::kBF16), 0x20);  // zero -> 0.125
+}
+
+TEST(Scales, SeedGlobalScaleGoldenBits) {
+  // seed-method.md §3: g1 = fl(fl(1/M) * 448), M = fl(m / g_t) * 2.
+  auto g = [](float m, float gt) { return seed_global_scale((m / gt) * 2.0f); };
+  EXPECT_EQ(bits(g(288, 5056)), 0x4575C71Cu);  // 3932.4443359375 (single rounding would differ)
+  EXPECT_EQ(bits(g(448, 6816)), 0x45550001u);  // 3408.000244140625
+  EXPECT_EQ(g(448, 4640), 2320.0f);
+  EXPECT_EQ(g(448, 4544), 2272.0f);
+  EXPECT_EQ(bits(g(208, 4544)), 0x4598EC4Fu);  // 4893.53857421875
+  EXPECT_EQ(g(128, 4544), 7952.0f);
+}
+
+TEST(Scales, SeedEncodesEffectiveScales) {
+  // §10: effective scales [0.25, 0.5, 1, 2] -> M = 2, g1 = 224, FP8 bytes 66 6E 76 7E.
+  const float D[4] = {0.25f, 0.5f, 1.0f, 2.0f};
+  float g1 = seed_global_scale(2.0f);
+  EXPECT_EQ(g1, 224.0f);
+  const uint8_t want[4] = {0x66, 0x6E, 0x76, 0x7E};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(seed_block_scale(D[i], g1), want[i]);
+}
+
+TEST(Scales, EntropyProxyOfConstantAndTwoSymbolData) {
+  std::vector<uint8_t> zeros(70000, 0);
+  EntropyProxy e = entropy_proxy(zeros.data(), zeros.size());
+  EXPECT_EQ(e.n_chunks, 3u);
+  EXPECT_EQ(e.mean_bits, 0.0);
+  // Even offsets 0, odd offsets alternate 1,2 -> H_even 0, H_odd 1 -> chunk 0.5 bits.
+  std::vector<uint8_t> v(32768);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (i & 1) ? uint8_t(1 + ((i >> 1) & 1)) : 0;
+  e = entropy_proxy(v.data(), v.size());
+  EXPECT_EQ(e.n_chunks, 1u);
+  EXPECT_NEAR(e.mean_bits, 0.5, 1e-15);
+  EXPECT_EQ(entropy_proxy(nullptr, 0).n_chunks, 0u);
+}
+
+// Every ISA must give identical bytes and statistics on hostile data (ties, NaN-free extremes, zeros).
+TEST(Kernels, AllIsasGiveIdenticalBytes) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const size_t cols = 256, rows = 64;
+  std::vector<float> w(rows * cols), S(rows * cols / 16);
+  const float ties[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, -0.25f, -0.0f, 0.0f, 1e-38f, -1e-38f};
+  for (size_t i = 0; i < w.size(); ++i) w[i] = (i % 7 == 0) ? ties[i % 12] : nd(rng) * 3.0f;
+  for (size_t i = 0; i < S.size(); ++i) S[i] = (i % 11 == 0) ? 1.0f : std::fabs(nd(rng)) + 0.01f;
+  S[3] = 0.0f;  // zero scale: inf/NaN quotients
+  Isa best = detect_isa();
+  for (bool cz : {false, true}) {
+    std::vector<uint8_t> ref(rows * cols / 2);
+    RowStats ref_st;
+    for (size_t r = 0; r < rows; ++r)
+      kNvKernelsScalar.quantize_row(&w[r * cols], cols, &S[r * cols / 16], cz, &ref[r * cols / 2], &ref_st);
+    RowStats ref_cs;
+    for (size_t r = 0; r < rows; ++r) kNvKernelsScalar.code_stats(&ref[r * cols / 2], cols, &S[r * cols / 16], &w[r * cols], &ref_cs);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (int(isa) > int(best)) continue;
+      const NvKernels& k = nv_kernels(isa);
+      std::vector<uint8_t> out(rows * cols / 2);
+      RowStats st, cs;
+      for (size_t r = 0; r < rows; ++r) k.quantize_row(&w[r * cols], cols, &S[r * cols / 16], cz, &out[r * cols / 2], &st);
+      for (size_t r = 0; r < rows; ++r) k.code_stats(&out[r * cols / 2], cols, &S[r * cols / 16], &w[r * cols], &cs);
+      EXPECT_EQ(out, ref) << isa_name(isa);
+      EXPECT_EQ(bits(float(st.sq_err)), bits(float(ref_st.sq_err))) << isa_name(isa);
+      EXPECT_EQ(st.sq_err, ref_st.sq_err);
+      EXPECT_EQ(st.zeros, ref_st.zeros);
+      EXPECT_EQ(st.small, ref_st.small);
+      EXPECT_EQ(cs.sq_err, ref_cs.sq_err);
+      EXPECT_EQ(cs.zeros, ref_cs.zeros);
+    }
+  }
+  // The scalar kernel itself follows the codec: spot-check against e2m1_encode.
+  std::vector<uint8_t> one(cols / 2);
+  kNvKernelsScalar.quantize_row(w.data(), cols, S.data(), false, one.data(), nullptr);
+  for (size_t c = 0; c < cols; ++c) EXPECT_EQ((one[c / 2] >> ((c & 1) * 4)) & 0xF, e2m1_encode(w[c] / S[c / 16])) << c;
+}
