@@ -41,13 +41,10 @@ int cmd_quantize(int argc, char** argv) {
   QuantizeResult r = quantize_checkpoint(o);
 
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  if (!r.warnings.empty() && !o.fused_global_scale && o.method == "seed") {
-    double worst = 1;
-    for (const auto& l : r.layers) (void)l;
-    std::fprintf(stderr, "warning: %zu fused-group members have mismatched global scales; vLLM dequantizes them too small "
-                         "(see factors above). Use --fused-global-scale for a loader-safe checkpoint.\n", r.warnings.size());
-    (void)worst;
-  }
+  if (r.worst_fused_factor < 1.0)
+    std::fprintf(stderr, "warning: %zu fused-group members have mismatched global scales; vLLM dequantizes each fused layer with "
+                         "the largest, scaling members by as little as x%.3f. Use --fused-global-scale for a loader-safe checkpoint.\n",
+                 r.warnings.size(), r.worst_fused_factor);
   if (o.quiet) return 0;
   std::fprintf(stderr, "\n%-52s %12s %9s %9s %11s %11s %7s\n", "layer", "shape", "proxy0", "proxy", "mse0", "mse", "zeros");
   size_t shown = 0;

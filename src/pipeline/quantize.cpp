@@ -29,8 +29,6 @@ namespace fp4z {
 
 namespace {
 
-constexpr size_t kRowGrain = 16;  // rows per work item; fixed so results do not depend on threads
-
 bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
@@ -41,17 +39,6 @@ float read_f32_scalar(const TensorRef& r) {
   std::memcpy(&g, r.data(), 4);
   return g;
 }
-
-// Per-chunk statistics are summed in chunk order so that totals are independent of thread count.
-struct ChunkedStats {
-  std::vector<RowStats> chunks;
-  explicit ChunkedStats(size_t rows) : chunks((rows + kRowGrain - 1) / kRowGrain) {}
-  RowStats total() const {
-    RowStats t;
-    for (const auto& c : chunks) t.add(c);
-    return t;
-  }
-};
 
 // Copies a tensor's bytes from the mapped input to the writer in bounded pieces.
 void copy_tensor(CheckpointWriter& w, const std::string& out_name, const TensorRef& r) {
@@ -70,47 +57,14 @@ void release_tensor(const TensorRef& r) {
   release_pages(r.file->map, size_t(r.data() - r.file->map.data), r.info->nbytes());
 }
 
-void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const EntropyProxy& ep) {
-  m.mean_entropy_bits = ep.mean_bits;
-  m.std_entropy_bits = ep.std_bits;
-  m.compression_rate = 1.0 - ep.mean_bits / 8.0;
-  m.compressed_size_ratio = ep.mean_bits / 8.0;
-  m.effective_bits_per_weight = 4.0 + 8.0 / 16.0 + 32.0 / double(numel);
-  m.n_chunks = ep.n_chunks;
-  // The reference reduces in f32; we accumulate in double and round the final value to f32.
-  m.mse = numel ? double(float(st.sq_err / double(numel))) : 0.0;
-  m.zero_fraction = numel ? double(float(double(st.zeros) / double(numel))) : 0.0;
-  m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
-}
-
-void ratio_stats(const std::vector<float>& S, const std::vector<float>& S0, LayerMetrics& m) {
-  const float eps = 1e-12f;
-  size_t n = S.size();
-  double sum = 0;
-  std::vector<float> r(n);
-  for (size_t i = 0; i < n; ++i) {
-    r[i] = S[i] / std::max(S0[i], eps);
-    sum += r[i];
-  }
-  double mean = n ? sum / double(n) : 0;
-  double ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += (double(r[i]) - mean) * (double(r[i]) - mean);
-  m.scale_ratio_mean = double(float(mean));
-  m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
+WeightView view_of(const TensorRef& r) {
+  return WeightView{r.data(), r.info->dtype, r.info->shape[0], r.info->shape[1]};
 }
 
 void check_float_source(const TensorRef& r, const std::string& what) {
   if (!dtype_is_float_weight(r.info->dtype))
     fail_input(r.file->path() + ": " + what + " '" + r.info->name + "' has dtype " + dtype_name(r.info->dtype) +
                " (expected BF16, F16 or F32)");
-}
-
-SourceRounding rounding_of(DType d) { return d == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32; }
-
-// Converts `rows` rows of a float tensor starting at row r0 into dst (f32).
-void load_rows(const TensorRef& r, int64_t cols, size_t r0, size_t rows, float* dst) {
-  unsigned es = dtype_size(r.info->dtype);
-  convert_to_f32(r.data() + r0 * size_t(cols) * es, r.info->dtype, rows * size_t(cols), dst);
 }
 
 // Copies every non-weight file of `from` into the staged output (relative paths kept).
@@ -236,27 +190,10 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     SourceRounding rnd = SourceRounding::kF32;
     for (const auto& m : g) {
       const TensorRef& r = src->get(m + ".weight");
-      rnd = rounding_of(r.info->dtype);
-      const int64_t C = r.info->shape[1];
-      const size_t R = size_t(r.info->shape[0]);
-      std::vector<float> part((R + kRowGrain - 1) / kRowGrain, 0.0f);
-      std::vector<uint8_t> bad(part.size(), 0);
-      parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-        std::vector<float> row{}; row.resize(size_t(C));
-        float mx = 0;
-        for (size_t i = b; i < e; ++i) {
-          load_rows(r, C, i, 1, row.data());
-          for (float v : row) {
-            if (!std::isfinite(v)) bad[b / kRowGrain] = 1;
-            mx = std::max(mx, std::fabs(v));
-          }
-        }
-        part[b / kRowGrain] = mx;
-      });
-      for (size_t i = 0; i < part.size(); ++i) {
-        if (bad[i]) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (absmax refuses non-finite weights)");
-        amax = std::max(amax, part[i]);
-      }
+      rnd = r.info->dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
+      bool finite = true;
+      amax = std::max(amax, weight_amax(view_of(r), threads, &finite));
+      if (!finite) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (absmax refuses non-finite weights)");
     }
     // F16 sources: computed in f32 (compressed-tensors would overflow in F16; documented deviation).
     float gs = absmax_global_scale(amax, rnd);
@@ -272,28 +209,11 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
       continue;
     }
     const int64_t R = r.info->shape[0], C = r.info->shape[1];
-    const size_t nb = size_t(C / 16);
     const float gs = gscale.at(m);
-    const SourceRounding rnd = rounding_of(r.info->dtype);
-    std::vector<uint8_t> packed(size_t(R) * size_t(C / 2));
-    std::vector<uint8_t> scales(size_t(R) * nb);
-    ChunkedStats cs{size_t(R)};
-    parallel_for(size_t(R), threads, kRowGrain, [&](size_t b, size_t e) {
-      std::vector<float> row, S; row.resize(size_t(C)); S.resize(nb);
-      RowStats st;
-      for (size_t i = b; i < e; ++i) {
-        load_rows(r, C, i, 1, row.data());
-        for (size_t k = 0; k < nb; ++k) {
-          float amax_b = 0;
-          for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(row[16 * k + j]));
-          uint8_t s8 = absmax_block_scale(amax_b, gs, rnd);
-          scales[i * nb + k] = s8;
-          S[k] = e4m3_decode(s8) / gs;
-        }
-        K.quantize_row(row.data(), size_t(C), S.data(), o.canonical_zero, packed.data() + i * size_t(C / 2), &st);
-      }
-      cs.chunks[b / kRowGrain] = st;
-    });
+    LayerEncoding enc;
+    absmax_encode(view_of(r), gs, o.canonical_zero, threads, K, enc);
+    const auto& packed = enc.packed;
+    const auto& scales = enc.scales;
     writer.write(m + (modelopt ? ".weight" : ".weight_packed"), packed.data(), packed.size());
     writer.write(m + ".weight_scale", scales.data(), scales.size());
     float g_out = modelopt ? 1.0f / gs : gs;
@@ -304,8 +224,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     lr.name = m;
     lr.rows = R;
     lr.cols = C;
-    finish_metrics(lr.result, cs.total(), uint64_t(R) * uint64_t(C), entropy_proxy(packed.data(), packed.size()));
-    lr.result.global_scale = gs;
+    lr.result = enc.metrics;
     res.layers.push_back(lr);
     prog.advance(1, r.info->nbytes(), n);
   }
@@ -358,7 +277,7 @@ struct SeedLayer {
   const TensorRef* gscale;
   int64_t R, C;
   float g_t;
-  std::vector<float> S0, D;  // per block
+  SeedScales sc;
   float M = 0;
   float g1 = 1;
 };
@@ -407,17 +326,10 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
       fail_input(tpl.dir + ": '" + p + ".weight_global_scale' must be one F32 value");
     L.g_t = read_f32_scalar(*gs);
     if (!std::isfinite(L.g_t) || L.g_t < 0) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is negative or not finite");
-    const uint8_t* F = sc->data();
-    size_t nb = size_t(L.R) * size_t(L.C / 16);
-    L.S0.resize(nb);
-    L.D.resize(nb);
-    for (size_t i = 0; i < nb; ++i) {
-      float f = e4m3_decode(F[i]);
-      if (!(f >= 0.0f)) fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(i));
-      L.S0[i] = f / L.g_t;
-      L.D[i] = L.S0[i] * o.alpha;
-      L.M = std::max(L.M, L.D[i]);
-    }
+    L.sc = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha);
+    if (L.sc.bad_block >= 0)
+      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(L.sc.bad_block));
+    L.M = L.sc.M;
     if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
   }
@@ -468,6 +380,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
       for (const auto& p : g) {
         float f = by_prefix[p]->g1 / gmax;
         if (f < 1.0f) {
+          res.worst_fused_factor = std::min(res.worst_fused_factor, double(f));
           char buf[256];
           std::snprintf(buf, sizeof buf, "%s: global scale %.6g differs from its fused group's max %.6g: vLLM would dequantize it x%.3f",
                         p.c_str(), by_prefix[p]->g1, gmax, f);
@@ -498,32 +411,13 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   json jl = json::array();
   double sum_w = 0, agg[4] = {0, 0, 0, 0};
   for (auto& L : layers) {
-    const size_t nb = size_t(L.C / 16), R = size_t(L.R), C = size_t(L.C);
-    std::vector<uint8_t> F1(R * nb);
-    std::vector<float> S1(R * nb);
-    for (size_t i = 0; i < F1.size(); ++i) {
-      F1[i] = seed_block_scale(L.D[i], L.g1);
-      S1[i] = e4m3_decode(F1[i]) / L.g1;
-    }
-    std::vector<uint8_t> packed(R * C / 2);
-    ChunkedStats cs_new(R), cs_base(R);
-    const uint8_t* tpacked = L.packed->data();
-    parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-      std::vector<float> row(C);
-      RowStats st_new, st_base;
-      for (size_t i = b; i < e; ++i) {
-        load_rows(*L.w, L.C, i, 1, row.data());
-        K.quantize_row(row.data(), C, S1.data() + i * nb, o.canonical_zero, packed.data() + i * C / 2, &st_new);
-        K.code_stats(tpacked + i * C / 2, C, L.S0.data() + i * nb, row.data(), &st_base);
-      }
-      cs_new.chunks[b / kRowGrain] = st_new;
-      cs_base.chunks[b / kRowGrain] = st_base;
-    });
-    writer.write(L.prefix + ".weight_packed", packed.data(), packed.size());
-    writer.write(L.prefix + ".weight_scale", F1.data(), F1.size());
-    float g1 = L.g1;
+    const size_t R = size_t(L.R), C = size_t(L.C);
+    LayerEncoding enc;
+    seed_encode(view_of(*L.w), L.packed->data(), L.sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc);
+    writer.write(L.prefix + ".weight_packed", enc.packed.data(), enc.packed.size());
+    writer.write(L.prefix + ".weight_scale", enc.scales.data(), enc.scales.size());
     std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
-    std::memcpy(gbytes.data(), &g1, 4);
+    std::memcpy(gbytes.data(), &L.g1, 4);
     writer.write(L.prefix + ".weight_global_scale", gbytes.data(), gbytes.size());
     replaced.insert(L.prefix + ".weight_packed");
     replaced.insert(L.prefix + ".weight_scale");
@@ -535,12 +429,8 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     lr.cols = L.C;
     lr.has_baseline = true;
     uint64_t numel = uint64_t(R) * C;
-    finish_metrics(lr.baseline, cs_base.total(), numel, entropy_proxy(tpacked, packed.size()));
-    finish_metrics(lr.result, cs_new.total(), numel, entropy_proxy(packed.data(), packed.size()));
-    lr.baseline.global_scale = L.g_t;
-    lr.result.global_scale = L.g1;
-    ratio_stats(L.S0, L.S0, lr.baseline);
-    ratio_stats(S1, L.S0, lr.result);
+    lr.baseline = enc.baseline;
+    lr.result = enc.metrics;
     release_tensor(*L.w);
     release_tensor(*L.packed);
 

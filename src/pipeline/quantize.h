@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/cpu.h"
+#include "pipeline/layer_quant.h"
 
 namespace fp4z {
 
@@ -27,14 +28,6 @@ struct QuantizeOptions {
   Isa isa = Isa::kAvx512;  // capped by detect_isa()
 };
 
-// Metrics of one packed tensor, as in the seed report (seed-method.md §5).
-struct LayerMetrics {
-  double mean_entropy_bits = 0, std_entropy_bits = 0, compression_rate = 0, compressed_size_ratio = 0;
-  double effective_bits_per_weight = 0, mse = 0, global_scale = 0, scale_ratio_mean = 0, scale_ratio_std = 0;
-  double zero_fraction = 0, small_code_fraction = 0;
-  uint64_t n_chunks = 0;
-};
-
 struct LayerResult {
   std::string name;  // module prefix
   int64_t rows = 0, cols = 0;
@@ -47,6 +40,7 @@ struct LayerResult {
 struct QuantizeResult {
   std::vector<LayerResult> layers;
   std::vector<std::string> warnings;
+  double worst_fused_factor = 1.0;  // seed without --fused-global-scale: smallest g_i / max_j g_j
   double seconds = 0;
   uint64_t input_bytes = 0;
   uint64_t quantized_weights = 0;

@@ -1,0 +1,164 @@
+// One Linear layer's NVFP4 encoding (absmax or seed) with its report metrics, parallel over rows.
+#include "pipeline/layer_quant.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/parallel.h"
+#include "nvfp4/codec.h"
+#include "nvfp4/scales.h"
+
+namespace fp4z {
+
+namespace {
+
+constexpr size_t kRowGrain = 16;  // rows per work item; fixed so that results do not depend on threads
+
+// Per-chunk statistics are summed in chunk order so that totals are independent of thread count.
+struct ChunkedStats {
+  std::vector<RowStats> chunks;
+  explicit ChunkedStats(size_t rows) : chunks((rows + kRowGrain - 1) / kRowGrain) {}
+  RowStats total() const {
+    RowStats t;
+    for (const auto& c : chunks) t.add(c);
+    return t;
+  }
+};
+
+void load_row(const WeightView& w, size_t r, float* dst) {
+  size_t es = dtype_size(w.dtype);
+  convert_to_f32(w.data + r * size_t(w.cols) * es, w.dtype, size_t(w.cols), dst);
+}
+
+void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const EntropyProxy& ep) {
+  m.mean_entropy_bits = ep.mean_bits;
+  m.std_entropy_bits = ep.std_bits;
+  m.compression_rate = 1.0 - ep.mean_bits / 8.0;
+  m.compressed_size_ratio = ep.mean_bits / 8.0;
+  m.effective_bits_per_weight = 4.0 + 8.0 / 16.0 + 32.0 / double(numel);
+  m.n_chunks = ep.n_chunks;
+  // The reference reduces in f32; we accumulate in double and round the final value to f32.
+  m.mse = numel ? double(float(st.sq_err / double(numel))) : 0.0;
+  m.zero_fraction = numel ? double(float(double(st.zeros) / double(numel))) : 0.0;
+  m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
+}
+
+void ratio_stats(const std::vector<float>& S, const std::vector<float>& S0, LayerMetrics& m) {
+  const float eps = 1e-12f;
+  size_t n = S.size();
+  double sum = 0;
+  std::vector<float> r(n);
+  for (size_t i = 0; i < n; ++i) {
+    r[i] = S[i] / std::max(S0[i], eps);
+    sum += r[i];
+  }
+  double mean = n ? sum / double(n) : 0;
+  double ss = 0;
+  for (size_t i = 0; i < n; ++i) ss += (double(r[i]) - mean) * (double(r[i]) - mean);
+  m.scale_ratio_mean = double(float(mean));
+  m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
+}
+
+}  // namespace
+
+float weight_amax(const WeightView& w, int threads, bool* finite) {
+  const size_t R = size_t(w.rows);
+  std::vector<float> part((R + kRowGrain - 1) / kRowGrain, 0.0f);
+  std::vector<uint8_t> bad(part.size(), 0);
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    std::vector<float> row(size_t(w.cols));
+    float mx = 0;
+    bool ok = true;
+    for (size_t i = b; i < e; ++i) {
+      load_row(w, i, row.data());
+      for (float v : row) {
+        ok &= std::isfinite(v);
+        mx = std::max(mx, std::fabs(v));
+      }
+    }
+    part[b / kRowGrain] = mx;
+    bad[b / kRowGrain] = !ok;
+  });
+  float amax = 0;
+  *finite = true;
+  for (size_t i = 0; i < part.size(); ++i) {
+    amax = std::max(amax, part[i]);
+    if (bad[i]) *finite = false;
+  }
+  return amax;
+}
+
+void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+  const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
+  out.packed.assign(R * C / 2, 0);
+  out.scales.assign(R * nb, 0);
+  out.global_scale = gs;
+  ChunkedStats cs(R);
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    std::vector<float> row(C), S(nb);
+    RowStats st;
+    for (size_t i = b; i < e; ++i) {
+      load_row(w, i, row.data());
+      for (size_t blk = 0; blk < nb; ++blk) {
+        float amax_b = 0;
+        for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(row[16 * blk + j]));
+        uint8_t s8 = absmax_block_scale(amax_b, gs, rnd);
+        out.scales[i * nb + blk] = s8;
+        S[blk] = e4m3_decode(s8) / gs;
+      }
+      k.quantize_row(row.data(), C, S.data(), canonical_zero, out.packed.data() + i * C / 2, &st);
+    }
+    cs.chunks[b / kRowGrain] = st;
+  });
+  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, entropy_proxy(out.packed.data(), out.packed.size()));
+  out.metrics.global_scale = gs;
+}
+
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha) {
+  SeedScales sc;
+  sc.S0.resize(nblocks);
+  sc.D.resize(nblocks);
+  for (size_t i = 0; i < nblocks; ++i) {
+    float f = e4m3_decode(tpl_scale[i]);
+    if (!(f >= 0.0f) && sc.bad_block < 0) sc.bad_block = int64_t(i);
+    sc.S0[i] = f / g_t;             // step 1 (true division)
+    sc.D[i] = sc.S0[i] * alpha;     // step 2
+    sc.M = std::max(sc.M, sc.D[i]); // step 3
+  }
+  return sc;
+}
+
+void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
+                 int threads, const NvKernels& k, LayerEncoding& out) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+  out.scales.resize(R * nb);
+  std::vector<float> S1(R * nb);
+  for (size_t i = 0; i < S1.size(); ++i) {
+    out.scales[i] = seed_block_scale(sc.D[i], g1);  // steps 6-7
+    S1[i] = e4m3_decode(out.scales[i]) / g1;        // step 8
+  }
+  out.global_scale = g1;
+  out.packed.assign(R * C / 2, 0);
+  ChunkedStats cs_new(R), cs_base(R);
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    std::vector<float> row(C);
+    RowStats st_new, st_base;
+    for (size_t i = b; i < e; ++i) {
+      load_row(w, i, row.data());
+      k.quantize_row(row.data(), C, S1.data() + i * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
+      k.code_stats(tpl_packed + i * C / 2, C, sc.S0.data() + i * nb, row.data(), &st_base);                      // 13
+    }
+    cs_new.chunks[b / kRowGrain] = st_new;
+    cs_base.chunks[b / kRowGrain] = st_base;
+  });
+  uint64_t numel = uint64_t(R) * C;
+  finish_metrics(out.baseline, cs_base.total(), numel, entropy_proxy(tpl_packed, out.packed.size()));
+  finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy(out.packed.data(), out.packed.size()));
+  out.baseline.global_scale = g_t;
+  out.metrics.global_scale = g1;
+  ratio_stats(sc.S0, sc.S0, out.baseline);
+  ratio_stats(S1, sc.S0, out.metrics);
+}
+
+}  // namespace fp4z

@@ -1,0 +1,52 @@
+// One Linear layer's NVFP4 encoding (absmax or seed) with its report metrics, parallel over rows.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "format/dtype.h"
+#include "nvfp4/kernels.h"
+
+namespace fp4z {
+
+// Metrics of one packed tensor, as in the seed report (seed-method.md §5).
+struct LayerMetrics {
+  double mean_entropy_bits = 0, std_entropy_bits = 0, compression_rate = 0, compressed_size_ratio = 0;
+  double effective_bits_per_weight = 0, mse = 0, global_scale = 0, scale_ratio_mean = 0, scale_ratio_std = 0;
+  double zero_fraction = 0, small_code_fraction = 0;
+  uint64_t n_chunks = 0;
+};
+
+// A row-major [rows, cols] F16/BF16/F32 weight in memory (typically an mmap).
+struct WeightView {
+  const uint8_t* data;
+  DType dtype;
+  int64_t rows, cols;
+};
+
+struct LayerEncoding {
+  std::vector<uint8_t> packed;  // [rows, cols/2]
+  std::vector<uint8_t> scales;  // [rows, cols/16] E4M3
+  float global_scale = 1;
+  LayerMetrics metrics;   // of the new encoding
+  LayerMetrics baseline;  // seed: of the template's encoding
+};
+
+// Largest |w|; sets *finite = false if any weight is NaN/Inf.
+float weight_amax(const WeightView& w, int threads, bool* finite);
+
+// compressed-tensors absmax encoding with the given (group) global scale.
+void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out);
+
+// Seed steps 1-3 from the template's block scales.
+struct SeedScales {
+  std::vector<float> S0, D;  // per block: template effective scale, desired (inflated) scale
+  float M = 0;               // max of D
+  int64_t bad_block = -1;    // first block with a negative/NaN template scale, or -1
+};
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha);
+
+// Seed steps 6-13 with global scale g1 (per tensor, or per fused group), plus both metric blocks.
+void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
+                 int threads, const NvKernels& k, LayerEncoding& out);
+
+}  // namespace fp4z
