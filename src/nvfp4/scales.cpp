@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/parallel.h"
 #include "nvfp4/codec.h"
 
 namespace fp4z {
@@ -53,37 +54,49 @@ uint8_t seed_block_scale(float desired, float g) {
   return e4m3_encode_rne(n);
 }
 
-EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n) {
+double chunk_even_odd_entropy(const uint8_t* p, size_t len) {
+  // Four histograms (two per parity) break the store-to-load dependency of repeated bytes.
+  uint32_t hist[4][256] = {};
+  size_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    ++hist[0][p[i]];
+    ++hist[1][p[i + 1]];
+    ++hist[2][p[i + 2]];
+    ++hist[3][p[i + 3]];
+  }
+  for (; i < len; ++i) ++hist[i & 1][p[i]];
+  double h[2] = {0, 0};
+  for (int half = 0; half < 2; ++half) {
+    size_t cnt = half == 0 ? (len + 1) / 2 : len / 2;
+    if (cnt == 0) continue;
+    for (int v = 0; v < 256; ++v) {
+      uint32_t c = hist[half][v] + hist[half + 2][v];
+      if (!c) continue;
+      double pr = double(c) / double(cnt);
+      h[half] -= pr * std::log2(pr);
+    }
+  }
+  return (h[0] + h[1]) / 2;
+}
+
+EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads) {
   EntropyProxy out;
   if (n == 0) return out;
   const size_t chunk = 32768;
   out.n_chunks = (n + chunk - 1) / chunk;
-  double sum = 0, sum_sq = 0;
-  std::vector<double> hs;
-  hs.reserve(out.n_chunks);
-  for (size_t c = 0; c < out.n_chunks; ++c) {
-    const uint8_t* p = bytes + c * chunk;
-    size_t len = std::min(chunk, n - c * chunk);
-    uint32_t hist[2][256] = {};
-    for (size_t i = 0; i < len; ++i) ++hist[i & 1][p[i]];
-    double h[2] = {0, 0};
-    for (int half = 0; half < 2; ++half) {
-      size_t cnt = half == 0 ? (len + 1) / 2 : len / 2;
-      if (cnt == 0) continue;
-      for (int v = 0; v < 256; ++v) {
-        if (!hist[half][v]) continue;
-        double pr = double(hist[half][v]) / double(cnt);
-        h[half] -= pr * std::log2(pr);
-      }
-    }
-    double hc = (h[0] + h[1]) / 2;
-    hs.push_back(hc);
-    sum += hc;
-  }
+  std::vector<double> hs(out.n_chunks);
+  parallel_for(out.n_chunks, threads, 16, [&](size_t b, size_t e) {
+    for (size_t c = b; c < e; ++c) hs[c] = chunk_even_odd_entropy(bytes + c * chunk, std::min(chunk, n - c * chunk));
+  });
+  double sum = 0;
+  for (double h : hs) sum += h;
   out.mean_bits = sum / double(out.n_chunks);
-  for (double h : hs) sum_sq += (h - out.mean_bits) * (h - out.mean_bits);
-  out.std_bits = std::sqrt(sum_sq / double(out.n_chunks));
+  double ss = 0;
+  for (double h : hs) ss += (h - out.mean_bits) * (h - out.mean_bits);
+  out.std_bits = std::sqrt(ss / double(out.n_chunks));
   return out;
 }
+
+EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n) { return entropy_proxy_parallel(bytes, n, 1); }
 
 }  // namespace fp4z

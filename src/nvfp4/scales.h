@@ -31,5 +31,9 @@ struct EntropyProxy {
   uint64_t n_chunks = 0;
 };
 EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n);
+// Same, computing the chunks' entropies on `threads` threads (identical result).
+EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads);
+// H_chunk of one chunk: mean of the even-offset and odd-offset byte entropies.
+double chunk_even_odd_entropy(const uint8_t* p, size_t len);
 
 }  // namespace fp4z

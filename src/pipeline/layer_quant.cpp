@@ -43,15 +43,11 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }
 
-void ratio_stats(const std::vector<float>& S, const std::vector<float>& S0, LayerMetrics& m) {
-  const float eps = 1e-12f;
-  size_t n = S.size();
+// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)).
+void ratio_stats(const std::vector<float>& r, LayerMetrics& m) {
+  size_t n = r.size();
   double sum = 0;
-  std::vector<float> r(n);
-  for (size_t i = 0; i < n; ++i) {
-    r[i] = S[i] / std::max(S0[i], eps);
-    sum += r[i];
-  }
+  for (size_t i = 0; i < n; ++i) sum += r[i];
   double mean = n ? sum / double(n) : 0;
   double ss = 0;
   for (size_t i = 0; i < n; ++i) ss += (double(r[i]) - mean) * (double(r[i]) - mean);
@@ -111,7 +107,7 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
     }
     cs.chunks[b / kRowGrain] = st;
   });
-  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, entropy_proxy(out.packed.data(), out.packed.size()));
+  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
   out.metrics.global_scale = gs;
 }
 
@@ -133,17 +129,18 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
                  int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
   out.scales.resize(R * nb);
-  std::vector<float> S1(R * nb);
-  for (size_t i = 0; i < S1.size(); ++i) {
-    out.scales[i] = seed_block_scale(sc.D[i], g1);  // steps 6-7
-    S1[i] = e4m3_decode(out.scales[i]) / g1;        // step 8
-  }
+  std::vector<float> S1(R * nb), ratio(R * nb);
   out.global_scale = g1;
   out.packed.assign(R * C / 2, 0);
   ChunkedStats cs_new(R), cs_base(R);
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
     std::vector<float> row(C);
     RowStats st_new, st_base;
+    for (size_t i = b * nb; i < e * nb; ++i) {
+      out.scales[i] = seed_block_scale(sc.D[i], g1);  // steps 6-7
+      S1[i] = e4m3_decode(out.scales[i]) / g1;        // step 8
+      ratio[i] = S1[i] / std::max(sc.S0[i], 1e-12f);
+    }
     for (size_t i = b; i < e; ++i) {
       load_row(w, i, row.data());
       k.quantize_row(row.data(), C, S1.data() + i * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
@@ -153,12 +150,14 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
     cs_base.chunks[b / kRowGrain] = st_base;
   });
   uint64_t numel = uint64_t(R) * C;
-  finish_metrics(out.baseline, cs_base.total(), numel, entropy_proxy(tpl_packed, out.packed.size()));
-  finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy(out.packed.data(), out.packed.size()));
+  finish_metrics(out.baseline, cs_base.total(), numel, entropy_proxy_parallel(tpl_packed, out.packed.size(), threads));
+  finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(sc.S0, sc.S0, out.baseline);
-  ratio_stats(S1, sc.S0, out.metrics);
+  ratio_stats(ratio, out.metrics);
+  // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0.
+  for (size_t i = 0; i < ratio.size(); ++i) ratio[i] = sc.S0[i] / std::max(sc.S0[i], 1e-12f);
+  ratio_stats(ratio, out.baseline);
 }
 
 }  // namespace fp4z
