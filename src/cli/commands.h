@@ -13,6 +13,6 @@ int cmd_stats(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
-int cmd_demo_table(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
 
 }  // namespace fp4z::cli

@@ -25,7 +25,7 @@ const Subcommand kSubcommands[] = {
     {"tokenize", "encode or decode text with a checkpoint's tokenizer", fp4z::cli::cmd_tokenize},
     {"generate", "generate text with a checkpoint", fp4z::cli::cmd_generate},
     {"eval", "perplexity / KL divergence (eval ppl) and MMLU (eval mmlu)", fp4z::cli::cmd_eval},
-    {"compare", "print a per-layer comparison table of quantized checkpoints", fp4z::cli::cmd_demo_table},
+    {"compare", "print a per-layer comparison table of quantized checkpoints", fp4z::cli::cmd_compare},
 };
 
 void print_usage(FILE* out) {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# README command 1: installs, builds, and runs the whole pipeline on the real stories260K model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FIX=${FP4Z_FIXTURES:-../shared/fixtures}
+bash scripts/install-deps.sh
+bash scripts/build.sh --target fp4z
+F=build/fp4z
+D=build/demo
+mkdir -p "$D"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "import the llama2.c stories260K checkpoint as a Hugging Face Llama checkpoint (F32, exact values)"
+$F import-llama2c "$FIX/stories260K/stories260K.bin" --tokenizer "$FIX/stories260K/tok512.bin" --out "$D/stories260K" --force
+
+step "quantize: absmax (compressed-tensors math, loader-safe fused global scales)"
+$F quantize --source "$D/stories260K" --out "$D/absmax" --force --quiet
+
+step "quantize: seed scale inflation, alpha 2, absmax output as the template (bit-exact reference method)"
+$F quantize --source "$D/stories260K" --template "$D/absmax" --method seed --alpha 2 --out "$D/seed" --force --quiet
+
+step "quantize: seed with --fused-global-scale (loader-safe)"
+$F quantize --source "$D/stories260K" --template "$D/absmax" --method seed --alpha 2 --fused-global-scale --out "$D/seed-fused" --force --quiet
+
+step "fp4z check (exit 0 = clean, 1 = problems a loader would hit)"
+for c in absmax seed seed-fused; do
+  set +e; $F check "$D/$c" > "$D/check-$c.txt"; rc=$?; set -e
+  printf '%-11s exit %d  %s\n' "$c" "$rc" "$(head -n 1 "$D/check-$c.txt")"
+done
+
+step "per-layer comparison against the F32 source (w2/down_proj has K = 172, not a multiple of 16: kept)"
+$F compare --reference "$D/stories260K" "$D/absmax" "$D/seed" "$D/seed-fused"
