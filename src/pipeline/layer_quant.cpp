@@ -111,16 +111,22 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   out.metrics.global_scale = gs;
 }
 
-SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha) {
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha, bool keep_blocks) {
   SeedScales sc;
-  sc.S0.resize(nblocks);
-  sc.D.resize(nblocks);
+  if (keep_blocks) {
+    sc.S0.resize(nblocks);
+    sc.D.resize(nblocks);
+  }
   for (size_t i = 0; i < nblocks; ++i) {
     float f = e4m3_decode(tpl_scale[i]);
     if (!(f >= 0.0f) && sc.bad_block < 0) sc.bad_block = int64_t(i);
-    sc.S0[i] = f / g_t;             // step 1 (true division)
-    sc.D[i] = sc.S0[i] * alpha;     // step 2
-    sc.M = std::max(sc.M, sc.D[i]); // step 3
+    float s0 = f / g_t;           // step 1 (true division)
+    float d = s0 * alpha;         // step 2
+    sc.M = std::max(sc.M, d);     // step 3
+    if (keep_blocks) {
+      sc.S0[i] = s0;
+      sc.D[i] = d;
+    }
   }
   return sc;
 }

@@ -43,7 +43,8 @@ struct SeedScales {
   float M = 0;               // max of D
   int64_t bad_block = -1;    // first block with a negative/NaN template scale, or -1
 };
-SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha);
+// With keep_blocks = false only M and bad_block are filled (a cheap validation/planning pass).
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha, bool keep_blocks = true);
 
 // Seed steps 6-13 with global scale g1 (per tensor, or per fused group), plus both metric blocks.
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,

@@ -193,6 +193,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
       rnd = r.info->dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
       bool finite = true;
       amax = std::max(amax, weight_amax(view_of(r), threads, &finite));
+      release_tensor(r);  // read again when encoded; keeps resident memory to one tensor
       if (!finite) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (absmax refuses non-finite weights)");
     }
     // F16 sources: computed in f32 (compressed-tensors would overflow in F16; documented deviation).
@@ -252,11 +253,11 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   if (modelopt) {
     json excl = ignore;
     json hf = {{"producer", {{"name", "fp4z"}, {"version", "0.1.0"}}},
-               {"quantization", {{"quant_algo", "NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", excl}}}};
+               {"quantization", {{"quant_algo", "W4A16_NVFP4"}, {"kv_cache_quant_algo", nullptr}, {"group_size", 16}, {"exclude_modules", excl}}}};
     write_json_file(out.path("hf_quant_config.json"), hf);
     json wq = {{"dynamic", false}, {"num_bits", 4}, {"type", "float"}, {"group_size", 16}};
     cfg["quantization_config"] = {{"config_groups", {{"group_0", {{"input_activations", nullptr}, {"weights", wq}, {"targets", {"Linear"}}}}}},
-                                  {"ignore", excl}, {"quant_algo", "NVFP4"}, {"producer", {{"name", "fp4z"}, {"version", "0.1.0"}}},
+                                  {"ignore", excl}, {"quant_algo", "W4A16_NVFP4"}, {"producer", {{"name", "fp4z"}, {"version", "0.1.0"}}},
                                   {"quant_method", "modelopt"}};
   } else {
     cfg["quantization_config"] = quantization_config_ct(ignore, o.legacy_config);
@@ -277,7 +278,6 @@ struct SeedLayer {
   const TensorRef* gscale;
   int64_t R, C;
   float g_t;
-  SeedScales sc;
   float M = 0;
   float g1 = 1;
 };
@@ -326,10 +326,12 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
       fail_input(tpl.dir + ": '" + p + ".weight_global_scale' must be one F32 value");
     L.g_t = read_f32_scalar(*gs);
     if (!std::isfinite(L.g_t) || L.g_t < 0) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is negative or not finite");
-    L.sc = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha);
-    if (L.sc.bad_block >= 0)
-      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(L.sc.bad_block));
-    L.M = L.sc.M;
+    // Planning pass: only the maximum is kept, block scales are recomputed when the layer is encoded.
+    SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha, false);
+    if (check.bad_block >= 0)
+      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(check.bad_block));
+    release_tensor(*sc);
+    L.M = check.M;
     if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
   }
@@ -413,7 +415,8 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   for (auto& L : layers) {
     const size_t R = size_t(L.R), C = size_t(L.C);
     LayerEncoding enc;
-    seed_encode(view_of(*L.w), L.packed->data(), L.sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc);
+    SeedScales sc = seed_scales(L.scale->data(), R * size_t(L.C / 16), L.g_t, o.alpha);
+    seed_encode(view_of(*L.w), L.packed->data(), sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc);
     writer.write(L.prefix + ".weight_packed", enc.packed.data(), enc.packed.size());
     writer.write(L.prefix + ".weight_scale", enc.scales.data(), enc.scales.size());
     std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
@@ -433,6 +436,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     lr.result = enc.metrics;
     release_tensor(*L.w);
     release_tensor(*L.packed);
+    release_tensor(*L.scale);
 
     sum_w += double(numel);
     agg[0] += double(numel) * lr.baseline.compression_rate;
