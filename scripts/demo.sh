@@ -25,8 +25,9 @@ $F quantize --source "$D/stories260K" --template "$D/absmax" --method seed --alp
 step "fp4z check (exit 0 = clean, 1 = problems a loader would hit)"
 for c in absmax seed seed-fused; do
   set +e; $F check "$D/$c" > "$D/check-$c.txt"; rc=$?; set -e
-  printf '%-11s exit %d  %s\n' "$c" "$rc" "$(head -n 1 "$D/check-$c.txt")"
+  printf '%-11s exit %d  %s\n' "$c" "$rc" "$(tail -n 1 "$D/check-$c.txt")"
 done
+grep -m 1 -A 4 'fused_global_scale' "$D/check-seed.txt" || true
 
 step "per-layer comparison against the F32 source (w2/down_proj has K = 172, not a multiple of 16: kept)"
 $F compare --reference "$D/stories260K" "$D/absmax" "$D/seed" "$D/seed-fused"

@@ -192,3 +192,32 @@ TEST(Kernels, AllIsasGiveIdenticalBytes) {
   kNvKernelsScalar.quantize_row(w.data(), cols, S.data(), false, one.data(), nullptr);
   for (size_t c = 0; c < cols; ++c) EXPECT_EQ((one[c / 2] >> ((c & 1) * 4)) & 0xF, e2m1_encode(w[c] / S[c / 16])) << c;
 }
+
+TEST(Kernels, AbsmaxBlockScalesIdenticalAcrossIsas) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const size_t cols = 16 * 37;  // not a multiple of 256: exercises the partial group of blocks
+  std::vector<float> w(cols);
+  for (size_t i = 0; i < cols; ++i) w[i] = nd(rng) * std::exp(nd(rng) * 4.0f);  // huge dynamic range
+  for (int j = 0; j < 16; ++j) w[16 * 5 + j] = 0.0f;                              // all-zero block -> 0x20
+  for (int j = 0; j < 16; ++j) w[16 * 6 + j] = 1e-30f;                            // underflowing scale
+  for (float gs : {1.0f, 896.0f, 3.5e4f, 2.7e6f}) {
+    for (bool bf16 : {false, true}) {
+      std::vector<uint8_t> ref(cols / 16), out(cols / 16);
+      std::vector<float> Sref(cols / 16), S(cols / 16);
+      absmax_scales_row_portable(w.data(), cols, gs, bf16, ref.data(), Sref.data());
+      for (size_t b = 0; b < cols / 16; ++b) {
+        float amax = 0;
+        for (int j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(w[16 * b + j]));
+        ASSERT_EQ(ref[b], absmax_block_scale(amax, gs, bf16 ? SourceRounding::kBF16 : SourceRounding::kF32));
+      }
+      EXPECT_EQ(ref[5], 0x20);
+      for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+        if (int(isa) > int(detect_isa())) continue;
+        nv_kernels(isa).absmax_scales_row(w.data(), cols, gs, bf16, out.data(), S.data());
+        EXPECT_EQ(out, ref) << isa_name(isa) << " gs=" << gs;
+        for (size_t b = 0; b < S.size(); ++b) EXPECT_EQ(bits(S[b]), bits(Sref[b])) << b;
+      }
+    }
+  }
+}

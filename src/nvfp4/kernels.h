@@ -25,14 +25,22 @@ using QuantizeRowFn = void (*)(const float* w, size_t cols, const float* S, bool
 // the effective block scale (the same S the codes were quantized with).
 using CodeStatsFn = void (*)(const uint8_t* packed, size_t cols, const float* S, const float* w, RowStats* st);
 
+// compressed-tensors absmax block scales of one row (cols % 16 == 0, finite weights): per block
+// s8 = absmax_block_scale(amax_b, gs, rounding) and the divisor S = fl(dec(s8) / gs).
+using AbsmaxScalesRowFn = void (*)(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
+
 struct NvKernels {
   Isa isa;
   QuantizeRowFn quantize_row;
   CodeStatsFn code_stats;
+  AbsmaxScalesRowFn absmax_scales_row;
 };
 
 // The kernels for `isa` (falls back to the best available below it).
 const NvKernels& nv_kernels(Isa isa);
+
+// The portable absmax block-scale kernel (shared by ISAs that do not specialise it).
+void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
 
 // Per-ISA tables (defined in kernels_*.cpp).
 extern const NvKernels kNvKernelsScalar;

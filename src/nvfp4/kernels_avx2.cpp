@@ -123,6 +123,7 @@ void code_stats_avx2(const uint8_t* packed, size_t cols, const float* S, const f
 
 }  // namespace
 
-const NvKernels kNvKernelsAvx2 = {Isa::kAvx2, quantize_row_avx2, code_stats_avx2};
+// Block scales are 1/16 of the work; the AVX2 table reuses the portable implementation.
+const NvKernels kNvKernelsAvx2 = {Isa::kAvx2, quantize_row_avx2, code_stats_avx2, absmax_scales_row_portable};
 
 }  // namespace fp4z

@@ -1,6 +1,8 @@
 // AVX-512 NVFP4 row kernels: one 16-element block per zmm register; bit-identical to the scalar path.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "nvfp4/codec.h"
 #include "nvfp4/kernels.h"
 
@@ -110,8 +112,49 @@ void code_stats_avx512(const uint8_t* packed, size_t cols, const float* S, const
   st->add(local);
 }
 
+// e4m3_encode_rne for 16 lanes of finite values in [0, 448] (the absmax path clamps first).
+inline __m512i e4m3_encode_vec(__m512 a) {
+  __m512i bits = _mm512_castps_si512(a);
+  // Normal range: keep 3 mantissa bits with round-half-even at bit 20, rebias 127 -> 7.
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 20), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFFF), lsb));
+  __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(r, 23), _mm512_set1_epi32(120));
+  __m512i m = _mm512_and_si512(_mm512_srli_epi32(r, 20), _mm512_set1_epi32(7));
+  __m512i normal = _mm512_min_epi32(_mm512_or_si512(_mm512_slli_epi32(e, 3), m), _mm512_set1_epi32(0x7E));
+  // Below 2^-6: multiples of 2^-9, round half to even on the integer (exact scaling by 512).
+  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(512.0f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512i sub = _mm512_cvtps_epi32(q);
+  __mmask16 is_sub = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.015625f), _CMP_LT_OQ);
+  return _mm512_mask_blend_epi32(is_sub, normal, sub);
+}
+
+void absmax_scales_row_avx512(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S) {
+  const size_t nb = cols / 16;
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 vgs = _mm512_set1_ps(gs);
+  for (size_t b0 = 0; b0 < nb; b0 += 16) {
+    const size_t cnt = std::min<size_t>(16, nb - b0);
+    alignas(64) float amax[16] = {};
+    for (size_t j = 0; j < cnt; ++j) amax[j] = _mm512_reduce_max_ps(_mm512_and_ps(_mm512_loadu_ps(w + 16 * (b0 + j)), abs_mask));
+    __m512 q = _mm512_div_ps(_mm512_load_ps(amax), _mm512_set1_ps(6.0f));
+    if (bf16_rounding) {  // round to bf16, RNE (finite inputs)
+      __m512i qb = _mm512_castps_si512(q);
+      __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(qb, 16), _mm512_set1_epi32(1));
+      qb = _mm512_add_epi32(qb, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+      q = _mm512_castsi512_ps(_mm512_and_si512(qb, _mm512_set1_epi32(int(0xFFFF0000u))));
+    }
+    __m512 s = _mm512_min_ps(_mm512_mul_ps(vgs, q), _mm512_set1_ps(448.0f));
+    __m512i code = e4m3_encode_vec(s);
+    code = _mm512_mask_mov_epi32(code, _mm512_cmpeq_epi32_mask(code, _mm512_setzero_si512()), _mm512_set1_epi32(0x20));
+    __m512 S16 = _mm512_div_ps(_mm512_i32gather_ps(code, kE4M3.v, 4), vgs);
+    __mmask16 keep = __mmask16((1u << cnt) - 1);
+    _mm512_mask_cvtepi32_storeu_epi8(s8 + b0, keep, code);
+    _mm512_mask_storeu_ps(S + b0, keep, S16);
+  }
+}
+
 }  // namespace
 
-const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512};
+const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512, absmax_scales_row_avx512};
 
 }  // namespace fp4z

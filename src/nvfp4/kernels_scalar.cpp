@@ -1,6 +1,9 @@
 // Portable reference implementation of the NVFP4 row kernels; SIMD kernels must match it bit for bit.
 #include "nvfp4/codec.h"
 #include "nvfp4/kernels.h"
+#include "nvfp4/scales.h"
+
+#include <algorithm>
 
 namespace fp4z {
 
@@ -68,7 +71,17 @@ void code_stats_scalar(const uint8_t* packed, size_t cols, const float* S, const
 
 }  // namespace
 
-const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar};
+void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S) {
+  const SourceRounding rnd = bf16_rounding ? SourceRounding::kBF16 : SourceRounding::kF32;
+  for (size_t b = 0; b < cols / 16; ++b) {
+    float amax_b = 0;
+    for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(w[16 * b + j]));
+    s8[b] = absmax_block_scale(amax_b, gs, rnd);
+    S[b] = e4m3_decode(s8[b]) / gs;
+  }
+}
+
+const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar, absmax_scales_row_portable};
 
 const NvKernels& nv_kernels(Isa isa) {
   if (isa == Isa::kAvx512) return kNvKernelsAvx512;

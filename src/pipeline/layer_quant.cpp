@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
@@ -57,31 +58,41 @@ void ratio_stats(const std::vector<float>& r, LayerMetrics& m) {
 
 }  // namespace
 
-float weight_amax(const WeightView& w, int threads, bool* finite) {
-  const size_t R = size_t(w.rows);
-  std::vector<float> part((R + kRowGrain - 1) / kRowGrain, 0.0f);
-  std::vector<uint8_t> bad(part.size(), 0);
-  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    std::vector<float> row(size_t(w.cols));
-    float mx = 0;
-    bool ok = true;
-    for (size_t i = b; i < e; ++i) {
-      load_row(w, i, row.data());
-      for (float v : row) {
-        ok &= std::isfinite(v);
-        mx = std::max(mx, std::fabs(v));
-      }
-    }
-    part[b / kRowGrain] = mx;
-    bad[b / kRowGrain] = !ok;
-  });
-  float amax = 0;
-  *finite = true;
-  for (size_t i = 0; i < part.size(); ++i) {
-    amax = std::max(amax, part[i]);
-    if (bad[i]) *finite = false;
+namespace {
+
+// Largest |x| as the raw bit pattern with the sign cleared: for IEEE formats the bit patterns of
+// non-negative values order like the values, and every NaN/Inf pattern is above every finite one.
+// Integer max vectorises where a float max with NaN checks does not.
+template <class Bits>
+Bits max_abs_bits(const uint8_t* p, size_t n, Bits abs_mask) {
+  Bits m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
+    b &= abs_mask;
+    m = b > m ? b : m;
   }
-  return amax;
+  return m;
+}
+
+}  // namespace
+
+float weight_amax(const WeightView& w, int threads, bool* finite) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), es = dtype_size(w.dtype);
+  std::vector<uint32_t> part((R + kRowGrain - 1) / kRowGrain, 0);
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    const uint8_t* p = w.data + b * C * es;
+    size_t n = (e - b) * C;
+    part[b / kRowGrain] = w.dtype == DType::F32 ? max_abs_bits<uint32_t>(p, n, 0x7FFFFFFFu) : max_abs_bits<uint16_t>(p, n, 0x7FFF);
+  });
+  uint32_t m = 0;
+  for (uint32_t x : part) m = std::max(m, x);
+  uint32_t inf_bits = w.dtype == DType::F32 ? 0x7F800000u : w.dtype == DType::BF16 ? 0x7F80u : 0x7C00u;
+  *finite = m < inf_bits;
+  if (!*finite) return INFINITY;
+  uint8_t raw[4];
+  std::memcpy(raw, &m, 4);  // little-endian: the low bytes hold the 16-bit pattern
+  return load_float(raw, w.dtype, 0);
 }
 
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
@@ -96,13 +107,7 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
     RowStats st;
     for (size_t i = b; i < e; ++i) {
       load_row(w, i, row.data());
-      for (size_t blk = 0; blk < nb; ++blk) {
-        float amax_b = 0;
-        for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(row[16 * blk + j]));
-        uint8_t s8 = absmax_block_scale(amax_b, gs, rnd);
-        out.scales[i * nb + blk] = s8;
-        S[blk] = e4m3_decode(s8) / gs;
-      }
+      k.absmax_scales_row(row.data(), C, gs, rnd == SourceRounding::kBF16, out.scales.data() + i * nb, S.data());
       k.quantize_row(row.data(), C, S.data(), canonical_zero, out.packed.data() + i * C / 2, &st);
     }
     cs.chunks[b / kRowGrain] = st;
