@@ -221,3 +221,31 @@ TEST(Kernels, AbsmaxBlockScalesIdenticalAcrossIsas) {
     }
   }
 }
+
+TEST(Kernels, SeedBlockScalesIdenticalAcrossIsas) {
+  // Desired scales spanning subnormal E4M3 results, ties and the clamp; S0 includes zeros.
+  std::vector<float> D, S0;
+  for (int b = 0; b < 256; ++b) {
+    float v = e4m3_decode(uint8_t(b & 0x7F));
+    if (std::isnan(v)) v = 500.0f;
+    D.push_back(v / 224.0f);
+    D.push_back(std::nextafter(v, 1e9f) / 224.0f);
+  }
+  for (size_t i = 0; i < D.size(); ++i) S0.push_back(i % 9 == 0 ? 0.0f : D[i] / 2.0f);
+  const size_t n = D.size() - 3;  // partial final vector
+  for (float g1 : {224.0f, 1.0f, 4893.53857421875f, 1e-3f}) {
+    std::vector<uint8_t> r8(n), o8(n);
+    std::vector<float> rs(n), rr(n), os(n), orr(n);
+    seed_scales_portable(D.data(), S0.data(), n, g1, r8.data(), rs.data(), rr.data());
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(r8[i], seed_block_scale(D[i], g1));
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (int(isa) > int(detect_isa())) continue;
+      nv_kernels(isa).seed_scales(D.data(), S0.data(), n, g1, o8.data(), os.data(), orr.data());
+      EXPECT_EQ(o8, r8) << isa_name(isa) << " g1=" << g1;
+      for (size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(bits(os[i]), bits(rs[i])) << i;
+        EXPECT_EQ(bits(orr[i]), bits(rr[i])) << i;
+      }
+    }
+  }
+}

@@ -29,11 +29,16 @@ using CodeStatsFn = void (*)(const uint8_t* packed, size_t cols, const float* S,
 // s8 = absmax_block_scale(amax_b, gs, rounding) and the divisor S = fl(dec(s8) / gs).
 using AbsmaxScalesRowFn = void (*)(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
 
+// Seed steps 6-8 for n blocks with finite desired scales D >= 0: s8 = seed_block_scale(D, g1),
+// S1 = fl(dec(s8) / g1), and the report's ratio fl(S1 / max(S0, 1e-12)).
+using SeedScalesFn = void (*)(const float* D, const float* S0, size_t n, float g1, uint8_t* s8, float* S1, float* ratio);
+
 struct NvKernels {
   Isa isa;
   QuantizeRowFn quantize_row;
   CodeStatsFn code_stats;
   AbsmaxScalesRowFn absmax_scales_row;
+  SeedScalesFn seed_scales;
 };
 
 // The kernels for `isa` (falls back to the best available below it).
@@ -41,6 +46,8 @@ const NvKernels& nv_kernels(Isa isa);
 
 // The portable absmax block-scale kernel (shared by ISAs that do not specialise it).
 void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
+
+void seed_scales_portable(const float* D, const float* S0, size_t n, float g1, uint8_t* s8, float* S1, float* ratio);
 
 // Per-ISA tables (defined in kernels_*.cpp).
 extern const NvKernels kNvKernelsScalar;

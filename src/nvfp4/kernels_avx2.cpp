@@ -124,6 +124,7 @@ void code_stats_avx2(const uint8_t* packed, size_t cols, const float* S, const f
 }  // namespace
 
 // Block scales are 1/16 of the work; the AVX2 table reuses the portable implementation.
-const NvKernels kNvKernelsAvx2 = {Isa::kAvx2, quantize_row_avx2, code_stats_avx2, absmax_scales_row_portable};
+const NvKernels kNvKernelsAvx2 = {Isa::kAvx2, quantize_row_avx2, code_stats_avx2, absmax_scales_row_portable,
+                                  seed_scales_portable};
 
 }  // namespace fp4z

@@ -153,8 +153,25 @@ void absmax_scales_row_avx512(const float* w, size_t cols, float gs, bool bf16_r
   }
 }
 
+void seed_scales_avx512(const float* D, const float* S0, size_t n, float g1, uint8_t* s8, float* S1, float* ratio) {
+  const __m512 vg = _mm512_set1_ps(g1);
+  for (size_t i = 0; i < n; i += 16) {
+    __mmask16 keep = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    __m512 d = _mm512_maskz_loadu_ps(keep, D + i);
+    __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, vg), _mm512_setzero_ps()), _mm512_set1_ps(448.0f));
+    __m512i code = e4m3_encode_vec(v);
+    __m512 s1 = _mm512_div_ps(_mm512_i32gather_ps(code, kE4M3.v, 4), vg);
+    __m512 s0 = _mm512_maskz_loadu_ps(keep, S0 + i);
+    __m512 r = _mm512_div_ps(s1, _mm512_max_ps(s0, _mm512_set1_ps(1e-12f)));
+    _mm512_mask_cvtepi32_storeu_epi8(s8 + i, keep, code);
+    _mm512_mask_storeu_ps(S1 + i, keep, s1);
+    _mm512_mask_storeu_ps(ratio + i, keep, r);
+  }
+}
+
 }  // namespace
 
-const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512, absmax_scales_row_avx512};
+const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512, absmax_scales_row_avx512,
+                                    seed_scales_avx512};
 
 }  // namespace fp4z

@@ -81,7 +81,16 @@ void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16
   }
 }
 
-const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar, absmax_scales_row_portable};
+void seed_scales_portable(const float* D, const float* S0, size_t n, float g1, uint8_t* s8, float* S1, float* ratio) {
+  for (size_t i = 0; i < n; ++i) {
+    s8[i] = seed_block_scale(D[i], g1);
+    S1[i] = e4m3_decode(s8[i]) / g1;
+    ratio[i] = S1[i] / std::max(S0[i], 1e-12f);
+  }
+}
+
+const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar, absmax_scales_row_portable,
+                                    seed_scales_portable};
 
 const NvKernels& nv_kernels(Isa isa) {
   if (isa == Isa::kAvx512) return kNvKernelsAvx512;

@@ -147,11 +147,9 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
     std::vector<float> row(C);
     RowStats st_new, st_base;
-    for (size_t i = b * nb; i < e * nb; ++i) {
-      out.scales[i] = seed_block_scale(sc.D[i], g1);  // steps 6-7
-      S1[i] = e4m3_decode(out.scales[i]) / g1;        // step 8
-      ratio[i] = S1[i] / std::max(sc.S0[i], 1e-12f);
-    }
+    // Steps 6-8 and the block ratios of this work item's rows.
+    k.seed_scales(sc.D.data() + b * nb, sc.S0.data() + b * nb, (e - b) * nb, g1, out.scales.data() + b * nb, S1.data() + b * nb,
+                  ratio.data() + b * nb);
     for (size_t i = b; i < e; ++i) {
       load_row(w, i, row.data());
       k.quantize_row(row.data(), C, S1.data() + i * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12

@@ -325,7 +325,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     if (gs->info->dtype != DType::F32 || gs->info->numel() != 1)
       fail_input(tpl.dir + ": '" + p + ".weight_global_scale' must be one F32 value");
     L.g_t = read_f32_scalar(*gs);
-    if (!std::isfinite(L.g_t) || L.g_t < 0) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is negative or not finite");
+    if (!std::isfinite(L.g_t) || !(L.g_t > 0)) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is not a positive finite number");
     // Planning pass: only the maximum is kept, block scales are recomputed when the layer is encoded.
     SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha, false);
     if (check.bad_block >= 0)
