@@ -44,14 +44,16 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }
 
-// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)).
+// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)). Eight interleaved double
+// accumulators keep the adds independent (a single chain is latency-bound on million-block layers).
 void ratio_stats(const std::vector<float>& r, LayerMetrics& m) {
-  size_t n = r.size();
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += r[i];
-  double mean = n ? sum / double(n) : 0;
-  double ss = 0;
-  for (size_t i = 0; i < n; ++i) ss += (double(r[i]) - mean) * (double(r[i]) - mean);
+  const size_t n = r.size();
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < n; ++i) acc[i & 7] += r[i];
+  double mean = n ? (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / double(n) : 0;
+  double sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < n; ++i) sq[i & 7] += (double(r[i]) - mean) * (double(r[i]) - mean);
+  double ss = ((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7]));
   m.scale_ratio_mean = double(float(mean));
   m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
 }
