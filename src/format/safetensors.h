@@ -40,7 +40,7 @@ struct SafetensorsFile {
   const TensorInfo* find(const std::string& name) const;
 };
 
-// Parses and validates (see docs/format-safetensors.md for the rules); throws Error(exit 2)
+// Parses and validates (rules in docs/safetensors.md); throws Error(exit 2)
 // naming the file and the fault.
 std::unique_ptr<SafetensorsFile> open_safetensors(const std::string& path);
 // Same validation over an in-memory buffer (used by the fuzzer and the container); `label`
