@@ -1,25 +1,38 @@
 #!/bin/bash
-# Builds the libFuzzer targets (clang++, ASan+UBSan, -DFP4Z_FUZZ=ON) and runs each for a while.
+# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cpp; clang++, ASan+UBSan, -DFP4Z_FUZZ=ON) and runs each.
 # usage: scripts/fuzz.sh [seconds per target, default 300] [build dir, default build-fuzz]
+# FUZZ_TARGETS="container_fuzz ..." runs a subset; FP4Z_SEED_BIN names an fp4z binary used to make
+# the seed container when this build's fp4z does not link.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-300}
 B=${2:-build-fuzz}
+TARGETS=${FUZZ_TARGETS:-$(for f in tests/fuzz/*_fuzz.cpp; do basename "$f" .cpp; done)}
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1"
 cmake -S . -B "$B" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFP4Z_FUZZ=ON -DFP4Z_TESTS=OFF -DFP4Z_BENCH=OFF -DCMAKE_CXX_FLAGS="$SAN" >/dev/null
-cmake --build "$B" -j2 --target container_fuzz chunk_codec_fuzz fp4z
-# Seed corpus: a tiny generated checkpoint, compressed with this build.
+# shellcheck disable=SC2086
+cmake --build "$B" -j2 --target $TARGETS
+SEED_BIN=${FP4Z_SEED_BIN:-}
+if [ -z "$SEED_BIN" ] && cmake --build "$B" -j2 --target fp4z >/dev/null 2>&1; then SEED_BIN=$B/fp4z; fi
+# Seeds: a tiny generated checkpoint, its files, and its .fp4z container.
 SEED=$B/seed
-rm -rf "$SEED" && mkdir -p "$SEED/ckpt" "$B/corpus_container" "$B/corpus_chunk"
+rm -rf "$SEED" && mkdir -p "$SEED/ckpt"
 /usr/bin/python3 bench/codec_make_checkpoint.py "$SEED/ckpt" --layers 1 --hidden 64 --inter 128 --vocab 64 >/dev/null
 printf 'hello fp4z\n' > "$SEED/ckpt/readme.txt"
-"$B/fp4z" compress "$SEED/ckpt" -o "$B/corpus_container/seed.fp4z" --force -q --zstd-level 3 --chunk-size 64KiB
-for f in "$SEED"/ckpt/*; do head -c 5000 "$f" > "$B/corpus_chunk/$(basename "$f")"; done
-for t in container_fuzz chunk_codec_fuzz; do
+for t in $TARGETS; do
   c=$B/corpus_${t%_fuzz}
-  [ "$t" = chunk_codec_fuzz ] && c=$B/corpus_chunk
-  [ "$t" = container_fuzz ] && c=$B/corpus_container
+  mkdir -p "$c"
+  case $t in
+    container_fuzz)
+      if [ -n "$SEED_BIN" ]; then
+        "$SEED_BIN" compress "$SEED/ckpt" -o "$c/seed.fp4z" --force -q --zstd-level 3 --chunk-size 64KiB
+      else
+        echo "warning: no fp4z binary for the seed container; $t starts from an empty corpus"
+      fi ;;
+    chunk_codec_fuzz) for f in "$SEED"/ckpt/*; do head -c 5000 "$f" > "$c/$(basename "$f")"; done ;;
+    safetensors_fuzz) cp "$SEED"/ckpt/*.safetensors "$c/" ;;
+  esac
   echo "== $t for $SECS s"
-  "$B/$t" "$c" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -15
+  "$B/$t" "$c" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -8
 done

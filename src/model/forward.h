@@ -1,0 +1,51 @@
+// Forward pass of a loaded Model with a KV cache (Hugging Face semantics, f32 activations).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/linear.h"
+#include "model/model.h"
+#include "model/thread_pool.h"
+
+namespace fp4z {
+
+struct EngineOptions {
+  int threads = 1;
+  Isa isa = Isa::kScalar;  // set from kernel_isa() by callers
+  bool act_quant = false;  // W4A4 emulation (needs input_global_scale on the NVFP4 linears)
+  int64_t max_batch = 256; // tokens per forward chunk (bounds the activation scratch)
+  bool kv_bf16 = false;
+  bool bf16_act = false;   // prompt kernels with BF16 activations (vdpbf16ps); not the f32 reference    // store keys/values rounded to BF16 (half the cache memory; not exact)
+};
+
+// One sequence: a KV cache in f32, sized on demand (so memory follows the prompt length).
+struct Session {
+  Session(const Model& model, const EngineOptions& opt);
+  // Appends `n` tokens at positions len()...len()+n-1 and returns, in `logits` ([count, vocab]),
+  // the logits of the last `count` of them (count <= n; 0 = none).
+  void forward(const int32_t* tokens, int64_t n, int64_t count, std::vector<float>& logits);
+  // Forgets positions >= len (prefix reuse).
+  void truncate(int64_t len);
+  int64_t len() const { return len_; }
+  const Model& model() const { return m_; }
+  ThreadPool& pool() { return pool_; }
+  uint64_t kv_bytes() const {
+    return uint64_t(k_cache_.size() + v_cache_.size()) * 4 + uint64_t(k16_.size() + v16_.size()) * 2;
+  }
+
+ private:
+  void reserve(int64_t positions);
+  void forward_chunk(const int32_t* tokens, int64_t n, int64_t count, float* logits);
+  const Model& m_;
+  EngineOptions opt_;
+  KernelOptions kopt_;
+  ThreadPool pool_;
+  int64_t len_ = 0, capacity_ = 0;
+  std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_heads*head_dim]
+  std::vector<uint16_t> k16_, v16_;       // the same in BF16 (EngineOptions::kv_bf16)
+  std::vector<float> inv_freq_;
+  // activation scratch
+  std::vector<float> x_, xn_, q_, k_, v_, att_, o_, g_, u_, head_in_;
+};
+
+}  // namespace fp4z

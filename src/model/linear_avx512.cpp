@@ -1,0 +1,308 @@
+// AVX-512 linear kernels: register-blocked f32 GEMM over exactly dequantized NVFP4 panels, direct
+// BF16/F32 weights, and a fused NVFP4 GEMV for generation (one token).
+// gcc 12's AVX-512 cast/extract intrinsics use _mm*_undefined_*() and trip -Wuninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "model/linear.h"
+#include "nvfp4/codec.h"
+
+namespace fp4z::kernels {
+
+namespace {
+
+// Horizontal sum (gcc 12's _mm512_reduce_add_ps trips -Wuninitialized).
+inline float hsum(__m512 v) {
+  __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  __m256 h = _mm512_castps512_ps256(s);
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
+inline __m512 e2m1_table() { return _mm512_loadu_ps(kE2M1Value); }
+
+// 16 weights starting at w (f32 or bf16), as f32; `mask` selects valid lanes.
+inline __m512 load_w(const float* w, __mmask16 m) { return _mm512_maskz_loadu_ps(m, w); }
+inline __m512 load_w(const uint16_t* w, __mmask16 m) {
+  __m256i h = _mm256_maskz_loadu_epi16(m, w);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline __m512 load_w(const float* w) { return _mm512_loadu_ps(w); }
+inline __m512 load_w(const uint16_t* w) {
+  __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// y[t*ldy + r] += Σ_j w[r*ldw + j]·x[t*ldx + j] for r < R, t < TT, j < len.
+template <int R, int TT, class WT>
+void micro(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t len, float* y, int64_t ldy) {
+  __m512 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= len; j += 16) {
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = load_w(w + r * ldw + j);
+    for (int t = 0; t < TT; ++t) {
+      __m512 xv = _mm512_loadu_ps(x + t * ldx + j);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (j < len) {
+    __mmask16 m = __mmask16((1u << (len - j)) - 1);
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = load_w(w + r * ldw + j, m);
+    for (int t = 0; t < TT; ++t) {
+      __m512 xv = _mm512_maskz_loadu_ps(m, x + t * ldx + j);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int r = 0; r < R; ++r) y[t * ldy + r] += hsum(acc[r][t]);
+}
+
+constexpr int kTileT = 6;
+constexpr int kTileR = 4;
+
+template <int R, class WT>
+void micro_rows(const WT* w, int64_t ldw, const float* x, int64_t ldx, int64_t len, int tt, float* y, int64_t ldy) {
+  switch (tt) {
+    case 1: micro<R, 1>(w, ldw, x, ldx, len, y, ldy); break;
+    case 2: micro<R, 2>(w, ldw, x, ldx, len, y, ldy); break;
+    case 3: micro<R, 3>(w, ldw, x, ldx, len, y, ldy); break;
+    case 4: micro<R, 4>(w, ldw, x, ldx, len, y, ldy); break;
+    case 5: micro<R, 5>(w, ldw, x, ldx, len, y, ldy); break;
+    default: micro<R, 6>(w, ldw, x, ldx, len, y, ldy); break;
+  }
+}
+
+// Block product: `rows` weight rows (stride ldw) × T tokens over `len` columns, added into y.
+template <class WT>
+void block_gemm(const WT* w, int64_t ldw, int64_t rows, const float* x, int64_t ldx, int64_t T, int64_t len,
+                float* y, int64_t ldy) {
+  for (int64_t t0 = 0; t0 < T; t0 += kTileT) {
+    int tt = int(std::min<int64_t>(kTileT, T - t0));
+    int64_t r = 0;
+    for (; r + kTileR <= rows; r += kTileR)
+      micro_rows<kTileR>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
+    for (; r < rows; ++r) micro_rows<1>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
+  }
+}
+
+// Exact dequantization of NVFP4 row r, columns [c0, c0+len) (len % 16 == 0) to f32.
+void dequant_nvfp4(const Linear& w, int64_t r, int64_t c0, int64_t len, float* out) {
+  const __m512 table = e2m1_table();
+  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const uint8_t* p = w.data + r * (w.k / 2) + c0 / 2;
+  const uint8_t* s = w.scales + r * (w.k / 16) + c0 / 16;
+  int64_t j = 0;
+  for (; j + 32 <= len; j += 32) {
+    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j / 2)));
+    __m512 lo = _mm512_permutexvar_ps(v, table);  // even columns (index uses the low 4 bits)
+    __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+    __m512 a = _mm512_permutex2var_ps(lo, ilo, hi);
+    __m512 b = _mm512_permutex2var_ps(lo, ihi, hi);
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(a, _mm512_set1_ps(kE4M3.v[s[j / 16]])));
+    _mm512_storeu_ps(out + j + 16, _mm512_mul_ps(b, _mm512_set1_ps(kE4M3.v[s[j / 16 + 1]])));
+  }
+  if (j < len) {  // one trailing block of 16
+    __m512i v = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j / 2)));
+    __m512 lo = _mm512_permutexvar_ps(v, table);
+    __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+    __m512 a = _mm512_permutex2var_ps(lo, ilo, hi);
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(a, _mm512_set1_ps(kE4M3.v[s[j / 16]])));
+  }
+}
+
+// One token, NVFP4, K % 128 == 0. A 64-byte load holds 128 codes; dword lane i carries columns
+// 8i..8i+7 of the group, nibble j in bits 4j..4j+3, so `vpermps` on (v >> 4j) decodes column 8i+j of
+// every lane without any byte shuffle (vpermps reads only the low 4 index bits). The activations
+// are pre-permuted to match: xp[128g + 16j + i] = x[128g + 8i + j]. Column 8i+j lies in block i/2,
+// so one scale vector (a gather from the 256-entry E4M3 table) serves the whole group.
+void gemv_nvfp4(const Linear& w, const float* xp, int64_t r0, int64_t r1, float* y) {
+  const __m512 table = e2m1_table();
+  const int64_t K = w.k;
+  auto group = [&](const uint8_t* p, const uint8_t* s, const float* xg) {
+    __m512i v = _mm512_loadu_si512(p);
+    __m512 e = _mm512_mul_ps(_mm512_permutexvar_ps(v, table), _mm512_loadu_ps(xg));
+    __m512 o = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), _mm512_loadu_ps(xg + 16));
+    e = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), table), _mm512_loadu_ps(xg + 32), e);
+    o = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), table), _mm512_loadu_ps(xg + 48), o);
+    e = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), table), _mm512_loadu_ps(xg + 64), e);
+    o = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), _mm512_loadu_ps(xg + 80), o);
+    e = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), _mm512_loadu_ps(xg + 96), e);
+    o = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), _mm512_loadu_ps(xg + 112), o);
+    __m128i sb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));
+    __m512i sidx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(sb, sb));  // block of lane i = i/2
+    __m512 sv = _mm512_i32gather_ps(sidx, kE4M3.v, 4);
+    return _mm512_mul_ps(_mm512_add_ps(e, o), sv);
+  };
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const uint8_t *p0 = w.data + r * (K / 2), *p1 = p0 + K / 2;
+    const uint8_t *s0 = w.scales + r * (K / 16), *s1 = s0 + K / 16;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t g = 0; g < K; g += 128) {
+      a0 = _mm512_add_ps(a0, group(p0 + g / 2, s0 + g / 16, xp + g));
+      a1 = _mm512_add_ps(a1, group(p1 + g / 2, s1 + g / 16, xp + g));
+    }
+    y[r] = hsum(a0);
+    y[r + 1] = hsum(a1);
+  }
+  for (; r < r1; ++r) {
+    const uint8_t* p0 = w.data + r * (K / 2);
+    const uint8_t* s0 = w.scales + r * (K / 16);
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t g = 0; g < K; g += 128) a0 = _mm512_add_ps(a0, group(p0 + g / 2, s0 + g / 16, xp + g));
+    y[r] = hsum(a0);
+  }
+}
+
+// y[t*ldy + r] += Σ_j w[r*ldw + j]·x[t*ldx + j] with BF16 operands and f32 accumulation
+// (vdpbf16ps sums adjacent pairs, so both operands stay in plain column order).
+template <int R, int TT>
+void micro_bf16(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t len, float* y, int64_t ldy) {
+  __m512 acc[R][TT];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 32 <= len; j += 32) {
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w + r * ldw + j);
+    for (int t = 0; t < TT; ++t) {
+      __m512bh xv = (__m512bh)_mm512_loadu_si512(x + t * ldx + j);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
+    }
+  }
+  if (j < len) {
+    __mmask32 m = __mmask32((1u << (len - j)) - 1);
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * ldw + j);
+    for (int t = 0; t < TT; ++t) {
+      __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + t * ldx + j);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int r = 0; r < R; ++r) y[t * ldy + r] += hsum(acc[r][t]);
+}
+
+template <int R>
+void micro_bf16_rows(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t len, int tt, float* y, int64_t ldy) {
+  switch (tt) {
+    case 1: micro_bf16<R, 1>(w, ldw, x, ldx, len, y, ldy); break;
+    case 2: micro_bf16<R, 2>(w, ldw, x, ldx, len, y, ldy); break;
+    case 3: micro_bf16<R, 3>(w, ldw, x, ldx, len, y, ldy); break;
+    case 4: micro_bf16<R, 4>(w, ldw, x, ldx, len, y, ldy); break;
+    case 5: micro_bf16<R, 5>(w, ldw, x, ldx, len, y, ldy); break;
+    default: micro_bf16<R, 6>(w, ldw, x, ldx, len, y, ldy); break;
+  }
+}
+
+void block_gemm_bf16(const uint16_t* w, int64_t ldw, int64_t rows, const uint16_t* x, int64_t ldx, int64_t T, int64_t len,
+                     float* y, int64_t ldy) {
+  for (int64_t t0 = 0; t0 < T; t0 += kTileT) {
+    int tt = int(std::min<int64_t>(kTileT, T - t0));
+    int64_t r = 0;
+    for (; r + kTileR <= rows; r += kTileR)
+      micro_bf16_rows<kTileR>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
+    for (; r < rows; ++r) micro_bf16_rows<1>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
+  }
+}
+
+}  // namespace
+
+bool cpu_has_avx512_bf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+}
+
+void rows_avx512_bf16(const Linear& w, const uint16_t* xb, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {
+  const int64_t K = w.k, N = w.n;
+  for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
+  if (w.kind == WeightKind::kBF16) {
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
+    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
+      block_gemm_bf16(base + r0 * K + c0, K, r1 - r0, xb + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
+    return;
+  }
+  // NVFP4: dequantize exactly (E2M1·E4M3 fits BF16) into a BF16 panel, via one f32 row.
+  uint16_t* panel = reinterpret_cast<uint16_t*>(scratch);
+  float* row = scratch + kPanelRows * kPanelK;
+  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
+    int64_t rows = std::min(kPanelRows, r1 - rb);
+    for (int64_t c0 = 0; c0 < K; c0 += kPanelK) {
+      int64_t len = std::min(kPanelK, K - c0);
+      for (int64_t i = 0; i < rows; ++i) {
+        dequant_nvfp4(w, rb + i, c0, len, row);
+        for (int64_t j = 0; j < len; j += 16)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + i * kPanelK + j),
+                              (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(row + j)));
+      }
+      block_gemm_bf16(panel, kPanelK, rows, xb + c0, K, T, len, y + rb, N);
+    }
+  }
+}
+
+float dot_avx512(const float* a, const float* b, int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+  }
+  for (; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+  }
+  return hsum(_mm512_add_ps(s0, s1));
+}
+
+void axpy_avx512(float a, const float* x, float* y, int64_t n) {
+  const __m512 av = _mm512_set1_ps(a);
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void rows_avx512(const Linear& w, const float* x, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {
+  const int64_t K = w.k, N = w.n;
+  if (w.kind == WeightKind::kNvfp4 && T == 1 && K % 128 == 0) {
+    float* xp = scratch + kPanelRows * kPanelK;
+    for (int64_t g = 0; g < K; g += 128)
+      for (int j = 0; j < 8; ++j)
+        for (int i = 0; i < 16; ++i) xp[g + 16 * j + i] = x[g + 8 * i + j];
+    gemv_nvfp4(w, xp, r0, r1, y);
+    return;
+  }
+  for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
+  if (w.kind == WeightKind::kF32) {
+    const float* base = reinterpret_cast<const float*>(w.data);
+    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
+      block_gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
+    return;
+  }
+  if (w.kind == WeightKind::kBF16) {
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
+    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
+      block_gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
+    return;
+  }
+  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
+    int64_t rows = std::min(kPanelRows, r1 - rb);
+    for (int64_t c0 = 0; c0 < K; c0 += kPanelK) {
+      int64_t len = std::min(kPanelK, K - c0);
+      for (int64_t i = 0; i < rows; ++i) dequant_nvfp4(w, rb + i, c0, len, scratch + i * kPanelK);
+      block_gemm(scratch, kPanelK, rows, x + c0, K, T, len, y + rb, N);
+    }
+  }
+}
+
+}  // namespace fp4z::kernels

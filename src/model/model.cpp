@@ -1,0 +1,268 @@
+// Reads config.json and binds the checkpoint's tensors (F32/F16/BF16, NVFP4 CT or ModelOpt) to a Model.
+#include "model/model.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace fp4z {
+
+namespace {
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+template <class T>
+T get_num(const nlohmann::ordered_json& j, const char* key, const std::string& path, bool required, T def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) fail_input(path + ": missing \"" + key + "\"");
+    return def;
+  }
+  if (!it->is_number()) fail_input(path + ": \"" + key + "\" is not a number");
+  return it->get<T>();
+}
+
+bool get_bool(const nlohmann::ordered_json& j, const char* key, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  return it->is_boolean() ? it->get<bool>() : def;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const nlohmann::ordered_json& j, const std::string& path) {
+  ModelConfig c;
+  if (!j.is_object()) fail_input(path + ": not a JSON object");
+  auto arch = j.find("architectures");
+  if (arch == j.end() || !arch->is_array() || arch->empty() || !(*arch)[0].is_string())
+    fail_input(path + ": missing \"architectures\"");
+  c.architecture = (*arch)[0].get<std::string>();
+  if (c.architecture == "Qwen3ForCausalLM") c.qk_norm = true;
+  else if (c.architecture != "LlamaForCausalLM")
+    fail_input(path + ": unsupported architecture " + c.architecture +
+               " (supported: Qwen3ForCausalLM, LlamaForCausalLM)");
+  c.hidden = get_num<int64_t>(j, "hidden_size", path, true, 0);
+  c.intermediate = get_num<int64_t>(j, "intermediate_size", path, true, 0);
+  c.layers = get_num<int64_t>(j, "num_hidden_layers", path, true, 0);
+  c.heads = get_num<int64_t>(j, "num_attention_heads", path, true, 0);
+  c.kv_heads = get_num<int64_t>(j, "num_key_value_heads", path, false, c.heads);
+  if (c.heads <= 0 || c.hidden <= 0) fail_input(path + ": bad hidden_size / num_attention_heads");
+  c.head_dim = get_num<int64_t>(j, "head_dim", path, false, c.hidden / c.heads);
+  c.vocab = get_num<int64_t>(j, "vocab_size", path, true, 0);
+  c.rms_eps = float(get_num<double>(j, "rms_norm_eps", path, false, 1e-6));
+  c.tied = get_bool(j, "tie_word_embeddings", false);  // Qwen3Config and LlamaConfig default
+  c.max_positions = get_num<int64_t>(j, "max_position_embeddings", path, false, 0);
+  double theta = get_num<double>(j, "rope_theta", path, false, 0.0);
+  auto rp = j.find("rope_parameters");
+  if (theta == 0.0 && rp != j.end() && rp->is_object()) theta = get_num<double>(*rp, "rope_theta", path, false, 0.0);
+  c.rope_theta = theta > 0.0 ? theta : 10000.0;
+  c.bos = get_num<int32_t>(j, "bos_token_id", path, false, -1);
+  auto eos = j.find("eos_token_id");
+  if (eos != j.end()) {
+    if (eos->is_number_integer()) c.eos.push_back(eos->get<int32_t>());
+    else if (eos->is_array())
+      for (const auto& e : *eos)
+        if (e.is_number_integer()) c.eos.push_back(e.get<int32_t>());
+  }
+  if (c.layers <= 0 || c.intermediate <= 0 || c.vocab <= 0 || c.head_dim <= 0 || c.head_dim % 2 ||
+      c.kv_heads <= 0 || c.heads % c.kv_heads)
+    fail_input(path + ": inconsistent model dimensions");
+  auto act = j.find("hidden_act");
+  if (act != j.end() && act->is_string() && act->get<std::string>() != "silu")
+    fail_input(path + ": hidden_act " + act->get<std::string>() + " is not supported (only silu)");
+  if (get_bool(j, "attention_bias", false)) fail_input(path + ": attention_bias=true is not supported");
+  if (get_bool(j, "mlp_bias", false)) fail_input(path + ": mlp_bias=true is not supported");
+  if (get_bool(j, "use_sliding_window", false)) fail_input(path + ": use_sliding_window=true is not supported");
+  const nlohmann::ordered_json* scaling = nullptr;
+  auto rs = j.find("rope_scaling");
+  if (rs != j.end() && !rs->is_null()) scaling = &*rs;
+  else if (rp != j.end() && rp->is_object() && (rp->contains("rope_type") || rp->contains("type"))) scaling = &*rp;
+  if (scaling) {
+    std::string type;
+    if (scaling->contains("rope_type") && (*scaling)["rope_type"].is_string()) type = (*scaling)["rope_type"];
+    else if (scaling->contains("type") && (*scaling)["type"].is_string()) type = (*scaling)["type"];
+    if (type == "llama3" && c.architecture == "LlamaForCausalLM") {
+      c.llama3_factor = get_num<double>(*scaling, "factor", path, true, 0);
+      c.llama3_low = get_num<double>(*scaling, "low_freq_factor", path, true, 0);
+      c.llama3_high = get_num<double>(*scaling, "high_freq_factor", path, true, 0);
+      c.llama3_original = get_num<double>(*scaling, "original_max_position_embeddings", path, true, 0);
+    } else if (!(type.empty() || type == "default")) {
+      fail_input(path + ": rope_scaling type \"" + type + "\" is not supported");
+    }
+  }
+  return c;
+}
+
+void Embedding::row(int64_t id, float* out) const {
+  convert_to_f32(data + uint64_t(id) * uint64_t(cols) * dtype_size(dtype), dtype, size_t(cols), out);
+}
+
+uint64_t Model::weight_bytes() const {
+  uint64_t b = uint64_t(embed.rows * embed.cols) * dtype_size(embed.dtype);
+  for (const auto& l : layers)
+    for (const Linear* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) b += w->stored_bytes();
+  if (!cfg.tied) b += lm_head.stored_bytes();
+  return b;
+}
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+void expect_shape(const TensorRef& t, std::vector<int64_t> want) {
+  if (t.info->shape != want)
+    fail_input(t.file->path() + ": tensor " + t.info->name + " has shape " + shape_str(t.info->shape) +
+               ", expected " + shape_str(want));
+}
+
+// Reads a scalar F32 global scale stored as [] or [1].
+float read_scalar_f32(const TensorRef& t) {
+  if (t.info->dtype != DType::F32 || t.info->numel() != 1)
+    fail_input(t.file->path() + ": tensor " + t.info->name + " must be a single F32 value");
+  float v;
+  std::memcpy(&v, t.data(), 4);
+  if (!std::isfinite(v) || v <= 0.0f) fail_input(t.file->path() + ": tensor " + t.info->name + " is not a positive finite scale");
+  return v;
+}
+
+struct Binder {
+  Model& m;
+  int n_nvfp4 = 0, n_with_input_scale = 0;
+  bool saw_ct = false, saw_modelopt = false;
+
+  NormWeight norm(const std::string& name, int64_t len) {
+    const TensorRef& t = m.ckpt->get(name);
+    if (!dtype_is_float_weight(t.info->dtype))
+      fail_input(t.file->path() + ": tensor " + name + " has dtype " + dtype_name(t.info->dtype) + ", expected a float type");
+    expect_shape(t, {len});
+    NormWeight w(static_cast<size_t>(len));
+    convert_to_f32(t.data(), t.info->dtype, size_t(len), w.data());
+    return w;
+  }
+
+  Linear dense_from(const TensorRef& t, const std::string& name, int64_t n, int64_t k) {
+    expect_shape(t, {n, k});
+    Linear l;
+    l.name = name;
+    l.n = n;
+    l.k = k;
+    switch (t.info->dtype) {
+      case DType::F32: l.kind = WeightKind::kF32; l.data = t.data(); break;
+      case DType::BF16: l.kind = WeightKind::kBF16; l.data = t.data(); break;
+      case DType::F16: {  // rare: converted once to f32 (owned)
+        m.owned.emplace_back(static_cast<size_t>(n * k));
+        convert_to_f32(t.data(), DType::F16, size_t(n * k), m.owned.back().data());
+        l.kind = WeightKind::kF32;
+        l.data = reinterpret_cast<const uint8_t*>(m.owned.back().data());
+        break;
+      }
+      default:
+        fail_input(t.file->path() + ": tensor " + t.info->name + " has unsupported dtype " + dtype_name(t.info->dtype));
+    }
+    return l;
+  }
+
+  Linear linear(const std::string& base, int64_t n, int64_t k) {
+    const Checkpoint& c = *m.ckpt;
+    Linear l;
+    l.name = base;
+    l.n = n;
+    l.k = k;
+    const TensorRef* packed = c.find(base + ".weight_packed");
+    const TensorRef* mo_scale2 = c.find(base + ".weight_scale_2");
+    if (!packed && !mo_scale2) return dense_from(c.get(base + ".weight"), base, n, k);
+    if (k % 16) fail_input(c.get(packed ? base + ".weight_packed" : base + ".weight").file->path() + ": " + base + " is NVFP4 with in_features % 16 != 0");
+    const TensorRef& codes = packed ? *packed : c.get(base + ".weight");
+    if (codes.info->dtype != DType::U8)
+      fail_input(codes.file->path() + ": tensor " + codes.info->name + " must be U8 packed E2M1, is " + dtype_name(codes.info->dtype));
+    expect_shape(codes, {n, k / 2});
+    const TensorRef& sc = c.get(base + ".weight_scale");
+    if (sc.info->dtype != DType::F8_E4M3)
+      fail_input(sc.file->path() + ": tensor " + sc.info->name + " must be F8_E4M3, is " + dtype_name(sc.info->dtype));
+    expect_shape(sc, {n, k / 16});
+    l.kind = WeightKind::kNvfp4;
+    l.data = codes.data();
+    l.scales = sc.data();
+    if (packed) {
+      saw_ct = true;
+      l.global_div = read_scalar_f32(c.get(base + ".weight_global_scale"));
+      if (const TensorRef* in = c.find(base + ".input_global_scale")) l.input_global_scale = read_scalar_f32(*in);
+    } else {
+      saw_modelopt = true;
+      l.global_mul = read_scalar_f32(*mo_scale2);
+      if (const TensorRef* in = c.find(base + ".input_scale")) l.input_global_scale = 1.0f / read_scalar_f32(*in);
+    }
+    ++n_nvfp4;
+    if (l.input_global_scale > 0.0f) ++n_with_input_scale;
+    return l;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& dir) {
+  auto m = std::make_unique<Model>();
+  std::string cfg_path = dir + "/config.json";
+  m->cfg = parse_model_config(read_json_file(cfg_path), cfg_path);
+  std::string hq = dir + "/hf_quant_config.json";
+  if (file_exists(hq)) {
+    auto q = read_json_file(hq);
+    auto quant = q.find("quantization");
+    if (quant != q.end() && quant->is_object() && quant->contains("quant_algo") && (*quant)["quant_algo"].is_string()) {
+      std::string algo = (*quant)["quant_algo"];
+      if (algo != "NVFP4" && algo != "W4A16_NVFP4")
+        fail_input(hq + ": quant_algo " + algo + " is not supported (only NVFP4, W4A16_NVFP4)");
+    }
+  }
+  m->ckpt = open_checkpoint(dir);
+  const ModelConfig& c = m->cfg;
+  Binder b{*m};
+  const TensorRef& emb = m->ckpt->get("model.embed_tokens.weight");
+  if (!dtype_is_float_weight(emb.info->dtype))
+    fail_input(emb.file->path() + ": model.embed_tokens.weight has unsupported dtype " + dtype_name(emb.info->dtype));
+  expect_shape(emb, {c.vocab, c.hidden});
+  m->embed = Embedding{emb.info->dtype, c.vocab, c.hidden, emb.data()};
+  const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.intermediate;
+  for (int64_t i = 0; i < c.layers; ++i) {
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights l;
+    l.input_norm = b.norm(p + "input_layernorm.weight", H);
+    l.post_norm = b.norm(p + "post_attention_layernorm.weight", H);
+    if (c.qk_norm) {
+      l.q_norm = b.norm(p + "self_attn.q_norm.weight", c.head_dim);
+      l.k_norm = b.norm(p + "self_attn.k_norm.weight", c.head_dim);
+    }
+    l.q = b.linear(p + "self_attn.q_proj", qd, H);
+    l.k = b.linear(p + "self_attn.k_proj", kvd, H);
+    l.v = b.linear(p + "self_attn.v_proj", kvd, H);
+    l.o = b.linear(p + "self_attn.o_proj", H, qd);
+    l.gate = b.linear(p + "mlp.gate_proj", I, H);
+    l.up = b.linear(p + "mlp.up_proj", I, H);
+    l.down = b.linear(p + "mlp.down_proj", H, I);
+    m->layers.push_back(std::move(l));
+  }
+  m->final_norm = b.norm("model.norm.weight", H);
+  if (c.tied) {
+    m->lm_head = b.dense_from(emb, "model.embed_tokens", c.vocab, H);
+  } else {
+    if (!m->ckpt->find("lm_head.weight") && !m->ckpt->find("lm_head.weight_packed"))
+      fail_input(dir + ": tie_word_embeddings is false but lm_head.weight is missing");
+    m->lm_head = b.linear("lm_head", c.vocab, H);
+  }
+  m->quant_format = b.saw_ct && b.saw_modelopt ? "mixed" : b.saw_ct ? "compressed-tensors" : b.saw_modelopt ? "modelopt" : "none";
+  if (b.saw_ct && b.saw_modelopt) fail_input(dir + ": mixes compressed-tensors and ModelOpt NVFP4 tensors");
+  m->has_input_global_scale = b.n_nvfp4 > 0 && b.n_with_input_scale == b.n_nvfp4;
+  return m;
+}
+
+}  // namespace fp4z

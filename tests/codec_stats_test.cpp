@@ -1,0 +1,115 @@
+// Tests of `fp4z stats` numbers: the seed proxy definition, order-0 entropies, coded sizes, bits per
+// weight and the reference MSE, on a small generated compressed-tensors checkpoint.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codec/stats.h"
+#include "nvfp4/codec.h"
+
+namespace fs = std::filesystem;
+using namespace fp4z;
+
+namespace {
+
+struct T {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+void write_safetensors(const fs::path& p, const std::vector<T>& ts) {
+  std::string h = "{";
+  uint64_t pos = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    h += (i ? ",\"" : "\"") + ts[i].name + "\":{\"dtype\":\"" + ts[i].dtype + "\",\"shape\":[";
+    for (size_t d = 0; d < ts[i].shape.size(); ++d) {
+      if (d) h += ",";
+      h += std::to_string(ts[i].shape[d]);
+    }
+    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(pos + ts[i].data.size()) + "]}";
+    pos += ts[i].data.size();
+  }
+  h += "}";
+  while (h.size() % 8) h += ' ';
+  fs::create_directories(p.parent_path());
+  std::ofstream f(p, std::ios::binary);
+  uint64_t n = h.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f << h;
+  for (const T& t : ts) f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
+}
+
+std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(4 * v.size());
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+}  // namespace
+
+TEST(Stats, SeedProxyDefinition) {
+  // 32 KiB chunks, even/odd halves, mean of (H_even + H_odd)/2; last chunk shorter.
+  std::vector<uint8_t> v(32768 + 4);
+  for (size_t i = 0; i < 32768; ++i) v[i] = (i & 1) ? uint8_t(i / 2 % 4) : 7;  // even: 0 bits, odd: 2 bits
+  v[32768] = 1, v[32769] = 1, v[32770] = 2, v[32771] = 3;                      // even {1,2}: 1 bit; odd {1,3}: 1 bit
+  codec::SeedProxy p = codec::seed_proxy(v.data(), v.size());
+  EXPECT_EQ(p.n_chunks, 2u);
+  EXPECT_NEAR(p.mean_entropy_bits, (1.0 + 1.0) / 2, 1e-12);
+  EXPECT_NEAR(p.std_entropy_bits, 0.0, 1e-12);
+}
+
+TEST(Stats, LayerNumbersAndMse) {
+  char tmpl[] = "/tmp/fp4z_stats_test_XXXXXX";
+  fs::path root = mkdtemp(tmpl);
+  const int n = 64, k = 256;
+  std::mt19937 rng(7);
+  std::vector<uint8_t> codes(size_t(n) * k);
+  for (auto& c : codes) c = uint8_t(rng() % 16);
+  codes[0] = 8;
+  std::vector<uint8_t> packed(codes.size() / 2), scales(size_t(n) * k / 16);
+  pack_nibbles(codes.data(), codes.size(), packed.data());
+  for (auto& s : scales) s = uint8_t(0x30 + rng() % 8);
+  float gs = 448.0f;
+  // Reference = exact dequantization, except one weight off by 0.5.
+  std::vector<float> ref(codes.size());
+  for (size_t i = 0; i < ref.size(); ++i) ref[i] = kE2M1Value[codes[i]] * (e4m3_decode(scales[i / 16]) / gs);
+  ref[5] += 0.5f;
+  write_safetensors(root / "q/model.safetensors",
+                    {{"m.weight_packed", "U8", {n, k / 2}, packed},
+                     {"m.weight_scale", "F8_E4M3", {n, k / 16}, scales},
+                     {"m.weight_global_scale", "F32", {1}, f32_bytes({gs})},
+                     {"norm", "F32", {4}, f32_bytes({1, 2, 3, 4})}});
+  write_safetensors(root / "src/model.safetensors", {{"m.weight", "F32", {n, k}, f32_bytes(ref)}});
+  codec::StatsOptions opt;
+  opt.reference = (root / "src").string();
+  codec::StatsReport r = codec::compute_stats((root / "q").string(), opt);
+  ASSERT_EQ(r.layers.size(), 1u);
+  const codec::LayerStats& s = r.layers[0];
+  EXPECT_EQ(s.weights, uint64_t(n) * k);
+  uint64_t hist[16] = {};
+  for (uint8_t c : codes) ++hist[c];
+  for (int c = 0; c < 16; ++c) EXPECT_EQ(s.code_hist[c], hist[c]) << c;
+  EXPECT_NEAR(s.h0_codes, codec::entropy_of_counts(hist, 16), 1e-12);
+  EXPECT_GT(s.h0_codes, 3.9);
+  EXPECT_NEAR(s.h0_scales, 3.0, 0.1);
+  EXPECT_LT(s.coded_scales, s.scale_bytes * 0.55);  // 3 bits + the table and 32 lane states
+  EXPECT_LE(s.coded_codes, s.code_bytes);
+  EXPECT_GT(s.zstd_codes, 0u);
+  EXPECT_NEAR(s.bits_per_weight, 8.0 * double(s.coded_codes + s.coded_scales + 4) / double(s.weights), 1e-12);
+  ASSERT_TRUE(s.has_mse);
+  EXPECT_NEAR(s.mse, 0.25 / double(s.weights), 1e-6 * 0.25 / double(s.weights));  // rounded to f32 like the seed
+  EXPECT_EQ(r.other_tensor_bytes, 16u);
+  // The JSON carries the same numbers.
+  auto j = codec::stats_json(r);
+  EXPECT_EQ(j["layers"][0]["code_histogram"][8].get<uint64_t>(), hist[8]);
+  fs::remove_all(root);
+}

@@ -1,0 +1,189 @@
+// Linear kernels (scalar / AVX2 / AVX-512, 1 and 2 threads) vs a double-precision reference built from
+// the codec tables, on awkward shapes: row counts not multiple of 4, K tails, 1..13 tokens.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "model/linear.h"
+#include "nvfp4/codec.h"
+
+namespace fp4z {
+namespace {
+
+struct Matrix {
+  Linear lin;
+  std::vector<uint8_t> bytes, scales;
+  std::vector<double> dense;  // reference values (without the global scale)
+};
+
+Matrix make_matrix(WeightKind kind, int64_t n, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Matrix m;
+  m.lin.kind = kind;
+  m.lin.n = n;
+  m.lin.k = k;
+  m.lin.name = "test";
+  m.dense.resize(size_t(n * k));
+  if (kind == WeightKind::kNvfp4) {
+    m.bytes.resize(size_t(n * k / 2));
+    m.scales.resize(size_t(n * k / 16));
+    for (auto& b : m.bytes) b = uint8_t(rng());
+    // every finite non-negative E4M3 byte, subnormals and 448 included
+    for (size_t i = 0; i < m.scales.size(); ++i) m.scales[i] = uint8_t(rng() % 127);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < k; ++c) {
+        uint8_t code = (m.bytes[size_t(r * k / 2 + c / 2)] >> ((c & 1) * 4)) & 15;
+        m.dense[size_t(r * k + c)] = double(kE2M1Value[code]) * double(kE4M3.v[m.scales[size_t(r * k / 16 + c / 16)]]);
+      }
+    m.lin.data = m.bytes.data();
+    m.lin.scales = m.scales.data();
+  } else if (kind == WeightKind::kBF16) {
+    m.bytes.resize(size_t(n * k * 2));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t i = 0; i < n * k; ++i) {
+      uint16_t h = f32_to_bf16_rne(nd(rng));
+      std::memcpy(m.bytes.data() + 2 * i, &h, 2);
+      m.dense[size_t(i)] = bf16_to_f32(h);
+    }
+    m.lin.data = m.bytes.data();
+  } else {
+    m.bytes.resize(size_t(n * k * 4));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t i = 0; i < n * k; ++i) {
+      float f = nd(rng);
+      std::memcpy(m.bytes.data() + 4 * i, &f, 4);
+      m.dense[size_t(i)] = f;
+    }
+    m.lin.data = m.bytes.data();
+  }
+  return m;
+}
+
+void check(WeightKind kind, int64_t n, int64_t k, float global_div, float global_mul) {
+  Matrix m = make_matrix(kind, n, k, uint32_t(n * 131 + k));
+  m.lin.global_div = global_div;
+  m.lin.global_mul = global_mul;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (int64_t T : {1, 2, 5, 7, 13}) {
+    std::vector<float> x(size_t(T * k));
+    for (auto& v : x) v = nd(rng);
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+      if (int(isa) > int(kernel_isa())) continue;
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        KernelOptions ko;
+        ko.isa = isa;
+        std::vector<float> y(size_t(T * n), NAN);
+        linear_forward(m.lin, x.data(), T, y.data(), pool, ko);
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t r = 0; r < n; ++r) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < k; ++c) {
+              ref += m.dense[size_t(r * k + c)] * double(x[size_t(t * k + c)]);
+              mag += std::fabs(m.dense[size_t(r * k + c)] * double(x[size_t(t * k + c)]));
+            }
+            double scale = kind == WeightKind::kNvfp4 ? double(global_mul) / double(global_div) : 1.0;
+            ASSERT_NEAR(double(y[size_t(t * n + r)]), ref * scale, 1e-5 * mag * scale + 1e-30)
+                << "kind " << int(kind) << " n " << n << " k " << k << " T " << T << " row " << r << " isa "
+                << isa_name(isa) << " threads " << threads;
+          }
+      }
+    }
+  }
+}
+
+TEST(ModelKernels, Nvfp4FusedGemvShapes) {  // K % 256 == 0: the AVX-512 one-token kernel
+  check(WeightKind::kNvfp4, 37, 512, 448.0f, 1.0f);
+  check(WeightKind::kNvfp4, 1, 256, 1.0f, 0.25f);
+}
+
+TEST(ModelKernels, Nvfp4PanelShapes) {  // K tails of 16 and 32 columns, K > one panel
+  check(WeightKind::kNvfp4, 33, 48, 3.0f, 1.0f);
+  check(WeightKind::kNvfp4, 6, 1040, 1.0f, 1.0f);
+  check(WeightKind::kNvfp4, 70, 544, 1.0f, 0.5f);
+}
+
+TEST(ModelKernels, Bf16AndF32) {
+  check(WeightKind::kBF16, 37, 100, 1.0f, 1.0f);
+  check(WeightKind::kBF16, 9, 1030, 1.0f, 1.0f);
+  check(WeightKind::kF32, 11, 37, 1.0f, 1.0f);
+  check(WeightKind::kF32, 5, 172, 1.0f, 1.0f);
+}
+
+TEST(ModelKernels, Bf16ActivationPromptPath) {
+  if (kernel_isa() != Isa::kAvx512 || !kernels::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16";
+  for (auto [kind, n, k] : {std::tuple{WeightKind::kNvfp4, int64_t(37), int64_t(1040)},
+                            std::tuple{WeightKind::kNvfp4, int64_t(9), int64_t(48)},
+                            std::tuple{WeightKind::kBF16, int64_t(13), int64_t(100)}}) {
+    Matrix m = make_matrix(kind, n, k, 99);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const int64_t T = 7;
+    std::vector<float> x(size_t(T * k));
+    for (auto& v : x) v = nd(rng);
+    ThreadPool pool(2);
+    KernelOptions ko;
+    ko.isa = Isa::kAvx512;
+    ko.bf16_act = true;
+    std::vector<float> y(size_t(T * n));
+    linear_forward(m.lin, x.data(), T, y.data(), pool, ko);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t r = 0; r < n; ++r) {
+        double ref = 0, mag = 0;  // exact reference on BF16-rounded activations
+        for (int64_t c = 0; c < k; ++c) {
+          double xv = bf16_to_f32(f32_to_bf16_rne(x[size_t(t * k + c)]));
+          ref += m.dense[size_t(r * k + c)] * xv;
+          mag += std::fabs(m.dense[size_t(r * k + c)] * xv);
+        }
+        ASSERT_NEAR(double(y[size_t(t * n + r)]), ref, 1e-5 * mag) << "kind " << int(kind) << " t " << t << " r " << r;
+      }
+  }
+}
+
+TEST(ModelKernels, AttentionHelpers) {
+  std::vector<float> a(67), b(67), y(67, 1.0f);
+  for (int i = 0; i < 67; ++i) {
+    a[size_t(i)] = float(i % 7) - 3.0f;
+    b[size_t(i)] = float(i % 5) * 0.5f;
+  }
+  for (int64_t n : {1, 8, 16, 17, 67}) {
+    double ref = 0;
+    for (int64_t i = 0; i < n; ++i) ref += double(a[size_t(i)]) * double(b[size_t(i)]);
+    EXPECT_FLOAT_EQ(kernels::dot_scalar(a.data(), b.data(), n), float(ref));
+    if (int(kernel_isa()) >= int(Isa::kAvx2)) {
+      EXPECT_FLOAT_EQ(kernels::dot_avx2(a.data(), b.data(), n), float(ref));
+    }
+    if (int(kernel_isa()) >= int(Isa::kAvx512)) {
+      EXPECT_FLOAT_EQ(kernels::dot_avx512(a.data(), b.data(), n), float(ref));
+    }
+  }
+  auto y2 = y, y3 = y;
+  kernels::axpy_scalar(0.5f, a.data(), y.data(), 67);
+  if (int(kernel_isa()) >= int(Isa::kAvx2)) {
+    kernels::axpy_avx2(0.5f, a.data(), y2.data(), 67);
+    EXPECT_EQ(y, y2);
+  }
+  if (int(kernel_isa()) >= int(Isa::kAvx512)) {
+    kernels::axpy_avx512(0.5f, a.data(), y3.data(), 67);
+    EXPECT_EQ(y, y3);
+  }
+}
+
+TEST(ModelKernels, ActivationFakeQuantization) {
+  // One block: amax 6 with gs 448 -> q = 1, s = 448 -> FP8 448, S = 1: the values are the E2M1 grid.
+  std::vector<float> x = {6.0f, 0.3f, -0.76f, 1.25f, 2.6f, -5.1f, 0.0f, 0.24f, 1.74f, 3.4f, -4.0f, 0.5f, 1.0f, 1.5f, -2.0f, 3.0f};
+  fake_quantize_activations(x.data(), 1, 16, 448.0f);
+  const std::vector<float> want = {6.0f, 0.5f, -1.0f, 1.0f, 3.0f, -6.0f, 0.0f, 0.0f, 1.5f, 3.0f, -4.0f, 0.5f, 1.0f, 1.5f, -2.0f, 3.0f};
+  EXPECT_EQ(x, want);
+  std::vector<float> z(32, 0.0f);
+  fake_quantize_activations(z.data(), 2, 16, 100.0f);
+  for (float v : z) EXPECT_EQ(v, 0.0f);
+}
+
+}  // namespace
+}  // namespace fp4z
