@@ -100,8 +100,8 @@ float weight_amax(const WeightView& w, int threads, bool* finite) {
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
   const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
-  out.packed.assign(R * C / 2, 0);
-  out.scales.assign(R * nb, 0);
+  out.packed.resize(R * C / 2);  // every byte is written below
+  out.scales.resize(R * nb);
   out.global_scale = gs;
   ChunkedStats cs(R);
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
@@ -142,9 +142,12 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
                  int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
   out.scales.resize(R * nb);
-  std::vector<float> S1(R * nb), ratio(R * nb);
+  out.block_scale.resize(R * nb);
+  out.block_ratio.resize(R * nb);
+  std::vector<float>& S1 = out.block_scale;
+  std::vector<float>& ratio = out.block_ratio;
   out.global_scale = g1;
-  out.packed.assign(R * C / 2, 0);
+  out.packed.resize(R * C / 2);  // every byte is written below
   ChunkedStats cs_new(R), cs_base(R);
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
     std::vector<float> row(C);

@@ -29,6 +29,9 @@ struct LayerEncoding {
   float global_scale = 1;
   LayerMetrics metrics;   // of the new encoding
   LayerMetrics baseline;  // seed: of the template's encoding
+  // Per-block work buffers; kept here so that reusing one LayerEncoding across layers avoids
+  // re-faulting fresh pages for every layer.
+  std::vector<float> block_scale, block_ratio;
 };
 
 // Largest |w|; sets *finite = false if any weight is NaN/Inf.

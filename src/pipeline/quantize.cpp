@@ -201,6 +201,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     for (const auto& m : g) gscale[m] = gs;
   }
 
+  LayerEncoding enc;  // reused across layers (buffers keep their pages)
   for (const auto& n : src->names) {
     const TensorRef& r = src->get(n);
     std::string m = ends_with(n, ".weight") ? strip_suffix(n, ".weight") : "";
@@ -211,7 +212,6 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     }
     const int64_t R = r.info->shape[0], C = r.info->shape[1];
     const float gs = gscale.at(m);
-    LayerEncoding enc;
     absmax_encode(view_of(r), gs, o.canonical_zero, threads, K, enc);
     const auto& packed = enc.packed;
     const auto& scales = enc.scales;
@@ -412,9 +412,9 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
 
   json jl = json::array();
   double sum_w = 0, agg[4] = {0, 0, 0, 0};
+  LayerEncoding enc;  // reused across layers (buffers keep their pages)
   for (auto& L : layers) {
     const size_t R = size_t(L.R), C = size_t(L.C);
-    LayerEncoding enc;
     SeedScales sc = seed_scales(L.scale->data(), R * size_t(L.C / 16), L.g_t, o.alpha);
     seed_encode(view_of(*L.w), L.packed->data(), sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc);
     writer.write(L.prefix + ".weight_packed", enc.packed.data(), enc.packed.size());
