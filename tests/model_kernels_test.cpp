@@ -97,9 +97,10 @@ void check(WeightKind kind, int64_t n, int64_t k, float global_div, float global
   }
 }
 
-TEST(ModelKernels, Nvfp4FusedGemvShapes) {  // K % 256 == 0: the AVX-512 one-token kernel
+TEST(ModelKernels, Nvfp4FusedGemvShapes) {  // K % 128 == 0: the AVX-512 one-token kernel
   check(WeightKind::kNvfp4, 37, 512, 448.0f, 1.0f);
   check(WeightKind::kNvfp4, 1, 256, 1.0f, 0.25f);
+  check(WeightKind::kNvfp4, 5, 384, 2.0f, 1.0f);  // K % 256 == 128: a lone trailing group
 }
 
 TEST(ModelKernels, Nvfp4PanelShapes) {  // K tails of 16 and 32 columns, K > one panel

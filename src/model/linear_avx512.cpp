@@ -128,7 +128,10 @@ void dequant_nvfp4(const Linear& w, int64_t r, int64_t c0, int64_t len, float* o
 void gemv_nvfp4(const Linear& w, const float* xp, int64_t r0, int64_t r1, float* y) {
   const __m512 table = e2m1_table();
   const int64_t K = w.k;
-  auto group = [&](const uint8_t* p, const uint8_t* s, const float* xg) {
+  // 16 block scales (two groups) per table gather; each group picks its 8 with one permute.
+  const __m512i half0 = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512i half1 = _mm512_add_epi32(half0, _mm512_set1_epi32(8));
+  auto group = [&](const uint8_t* p, __m512 sv, const float* xg) {
     __m512i v = _mm512_loadu_si512(p);
     __m512 e = _mm512_mul_ps(_mm512_permutexvar_ps(v, table), _mm512_loadu_ps(xg));
     __m512 o = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table), _mm512_loadu_ps(xg + 16));
@@ -138,28 +141,35 @@ void gemv_nvfp4(const Linear& w, const float* xp, int64_t r0, int64_t r1, float*
     o = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), table), _mm512_loadu_ps(xg + 80), o);
     e = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), table), _mm512_loadu_ps(xg + 96), e);
     o = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), table), _mm512_loadu_ps(xg + 112), o);
-    __m128i sb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));
-    __m512i sidx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(sb, sb));  // block of lane i = i/2
-    __m512 sv = _mm512_i32gather_ps(sidx, kE4M3.v, 4);
     return _mm512_mul_ps(_mm512_add_ps(e, o), sv);
+  };
+  auto scales16 = [&](const uint8_t* s) {
+    return _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s))), kE4M3.v, 4);
+  };
+  auto scales8 = [&](const uint8_t* s) {  // a lone trailing group (K % 256 == 128)
+    __m128i sb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));
+    return _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(sb, sb)), kE4M3.v, 4);
+  };
+  auto row_dot = [&](const uint8_t* p0, const uint8_t* s0, __m512& a0) {
+    int64_t g = 0;
+    for (; g + 256 <= K; g += 256) {
+      __m512 sv = scales16(s0 + g / 16);
+      a0 = _mm512_add_ps(a0, group(p0 + g / 2, _mm512_permutexvar_ps(half0, sv), xp + g));
+      a0 = _mm512_add_ps(a0, group(p0 + g / 2 + 64, _mm512_permutexvar_ps(half1, sv), xp + g + 128));
+    }
+    if (g < K) a0 = _mm512_add_ps(a0, group(p0 + g / 2, scales8(s0 + g / 16), xp + g));
   };
   int64_t r = r0;
   for (; r + 2 <= r1; r += 2) {
-    const uint8_t *p0 = w.data + r * (K / 2), *p1 = p0 + K / 2;
-    const uint8_t *s0 = w.scales + r * (K / 16), *s1 = s0 + K / 16;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t g = 0; g < K; g += 128) {
-      a0 = _mm512_add_ps(a0, group(p0 + g / 2, s0 + g / 16, xp + g));
-      a1 = _mm512_add_ps(a1, group(p1 + g / 2, s1 + g / 16, xp + g));
-    }
+    row_dot(w.data + r * (K / 2), w.scales + r * (K / 16), a0);
+    row_dot(w.data + (r + 1) * (K / 2), w.scales + (r + 1) * (K / 16), a1);
     y[r] = hsum(a0);
     y[r + 1] = hsum(a1);
   }
   for (; r < r1; ++r) {
-    const uint8_t* p0 = w.data + r * (K / 2);
-    const uint8_t* s0 = w.scales + r * (K / 16);
     __m512 a0 = _mm512_setzero_ps();
-    for (int64_t g = 0; g < K; g += 128) a0 = _mm512_add_ps(a0, group(p0 + g / 2, s0 + g / 16, xp + g));
+    row_dot(w.data + r * (K / 2), w.scales + r * (K / 16), a0);
     y[r] = hsum(a0);
   }
 }
