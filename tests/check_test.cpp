@@ -16,6 +16,7 @@
 #include "format/checkpoint.h"
 #include "format/safetensors.h"
 #include "nvfp4/codec.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -174,20 +175,12 @@ TinyCheckpoint make_tiny(bool w4a4 = false, bool modelopt = false) {
 
 struct RunResult {
   int code = -1;
-  std::string out;
+  std::string out;  // stdout followed by stderr
 };
 
 RunResult run_fp4z(const std::string& args) {
-  std::string cmd = std::string(FP4Z_BINARY) + " " + args + " 2>&1";
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  fp4z::testing::CommandResult c = fp4z::testing::run_command(fp4z::testing::kFp4z + " " + args);
+  return RunResult{c.code, c.out + c.err};
 }
 
 class CheckTest : public ::testing::Test {

@@ -14,6 +14,7 @@
 
 #include "codec/stats.h"
 #include "nvfp4/codec.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace fp4z;
@@ -68,8 +69,8 @@ TEST(Stats, SeedProxyDefinition) {
 }
 
 TEST(Stats, LayerNumbersAndMse) {
-  char tmpl[] = "/tmp/fp4z_stats_test_XXXXXX";
-  fs::path root = mkdtemp(tmpl);
+  fp4z::testing::TempDir tmp("fp4z_stats_test");
+  fs::path root = tmp.path;
   const int n = 64, k = 256;
   std::mt19937 rng(7);
   std::vector<uint8_t> codes(size_t(n) * k);
@@ -111,5 +112,4 @@ TEST(Stats, LayerNumbersAndMse) {
   // The JSON carries the same numbers.
   auto j = codec::stats_json(r);
   EXPECT_EQ(j["layers"][0]["code_histogram"][8].get<uint64_t>(), hist[8]);
-  fs::remove_all(root);
 }

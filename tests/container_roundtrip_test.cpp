@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "codec/container.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -108,14 +109,14 @@ void add_nvfp4_layer(std::vector<T>& ts, const std::string& m, int n, int k, std
   ts.push_back({m + ".weight_global_scale", "F32", {1}, {0, 0, 0x60, 0x44}});
 }
 
+// Stderr of the last run() in this process (each test is its own process under ctest).
+std::string g_last_stderr;
 int run(const std::string& cmd) {
-  int r = std::system((cmd + " >/dev/null 2>/tmp/fp4z_container_test_stderr").c_str());
-  return WIFEXITED(r) ? WEXITSTATUS(r) : 128;
+  fp4z::testing::CommandResult r = fp4z::testing::run_command(cmd);
+  g_last_stderr = r.err;
+  return r.code;
 }
-std::string last_stderr() {
-  auto v = read_file("/tmp/fp4z_container_test_stderr");
-  return std::string(v.begin(), v.end());
-}
+std::string last_stderr() { return g_last_stderr; }
 
 std::string sha_listing(const fs::path& dir) {
   std::string cmd = "cd '" + dir.string() + "' && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum; find . -type d | LC_ALL=C sort";
@@ -129,12 +130,8 @@ std::string sha_listing(const fs::path& dir) {
 }
 
 struct Workdir {
-  fs::path root;
-  Workdir() {
-    char tmpl[] = "/tmp/fp4z_container_test_XXXXXX";
-    root = mkdtemp(tmpl);
-  }
-  ~Workdir() { fs::remove_all(root); }
+  fp4z::testing::TempDir dir{"fp4z_container_test"};
+  fs::path root{dir.path};
 };
 
 const std::string kBin = FP4Z_BINARY;

@@ -16,32 +16,22 @@
 
 #include "eval/mmlu.h"
 #include "text/tokenizer.h"
+#include "test_util.h"
 
 namespace fp4z {
 namespace {
 
-const std::string kSrc = FP4Z_SOURCE_DIR;
-const std::string kFixtures = kSrc + "/../shared/fixtures";
+using fp4z::testing::kFixtures;
+using fp4z::testing::TempDir;
+const std::string kSrc = fp4z::testing::kSourceDir;
 const std::string kMmlu = kFixtures + "/eval/mmlu";
 const std::string kQwenTok = kFixtures + "/qwen3-tokenizer";
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/fp4z_mmlu_test_XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
+// Stdout of cmd (stderr is kept apart); rc is its exit status.
 std::string run_capture(const std::string& cmd, int& rc) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  rc = pclose(p);
-  return out;
+  fp4z::testing::CommandResult r = fp4z::testing::run_command(cmd);
+  rc = r.code;
+  return r.out;
 }
 
 uint64_t fnv1a(const std::vector<int32_t>& ids) {

@@ -15,22 +15,16 @@
 #include "eval/ppl.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "test_util.h"
 
 namespace fp4z {
 namespace {
 
-const std::string kSrc = FP4Z_SOURCE_DIR;
-const std::string kFixtures = kSrc + "/../shared/fixtures";
+using fp4z::testing::kFixtures;
+using fp4z::testing::TempDir;
+const std::string kSrc = fp4z::testing::kSourceDir;
 const std::string kOracle = "/usr/bin/python3 " + kSrc + "/tests/oracle_forward.py";
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/fp4z_ppl_test_XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 TEST(Ppl, PercentilesInterpolateLinearly) {
   std::vector<double> v;
@@ -126,16 +120,11 @@ TEST(Ppl, CliOnStories260K) {
   std::string dir = tmp.path + "/stories";
   std::string cmd = std::string(FP4Z_BINARY) + " import-llama2c " + kFixtures + "/stories260K/stories260K.bin --tokenizer " +
                     kFixtures + "/stories260K/tok512.bin --out " + dir + " -q > /dev/null 2>&1";
-  if (std::system(cmd.c_str()) != 0) GTEST_SKIP() << "fp4z import-llama2c is not available";
-  std::string out;
-  FILE* p = popen((std::string(FP4Z_BINARY) + " eval ppl --model " + dir + " --text " + kFixtures +
-                   "/eval/tinystories/tinystories_val.txt --chunks 4 --threads 2 --json")
-                      .c_str(),
-                  "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ASSERT_EQ(pclose(p), 0) << out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  fp4z::testing::CommandResult r = fp4z::testing::run_command(std::string(FP4Z_BINARY) + " eval ppl --model " + dir + " --text " +
+                                                              kFixtures + "/eval/tinystories/tinystories_val.txt --chunks 4 --threads 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string& out = r.out;
   auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["chunks"], 4);
   EXPECT_EQ(j["scored"], 4 * 255);

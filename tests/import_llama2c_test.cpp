@@ -14,6 +14,7 @@
 #include "format/checkpoint.h"
 #include "format/dtype.h"
 #include "pipeline/import_llama2c.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -25,19 +26,12 @@ const std::string kTok = kFixtures + "/tok512.bin";
 
 struct RunResult {
   int code = -1;
-  std::string out;
+  std::string out;  // stdout followed by stderr
 };
 
 RunResult run_cmd(const std::string& cmd) {
-  RunResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  fp4z::testing::CommandResult c = fp4z::testing::run_command(cmd);
+  return RunResult{c.code, c.out + c.err};
 }
 
 RunResult run_fp4z(const std::string& args) { return run_cmd(std::string(FP4Z_BINARY) + " " + args); }

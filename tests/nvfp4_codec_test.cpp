@@ -202,19 +202,19 @@ TEST(Kernels, AbsmaxBlockScalesIdenticalAcrossIsas) {
   for (int j = 0; j < 16; ++j) w[16 * 5 + j] = 0.0f;                              // all-zero block -> 0x20
   for (int j = 0; j < 16; ++j) w[16 * 6 + j] = 1e-30f;                            // underflowing scale
   for (float gs : {1.0f, 896.0f, 3.5e4f, 2.7e6f}) {
-    for (bool bf16 : {false, true}) {
+    for (SourceRounding rnd : {SourceRounding::kF32, SourceRounding::kBF16, SourceRounding::kF16}) {
       std::vector<uint8_t> ref(cols / 16), out(cols / 16);
       std::vector<float> Sref(cols / 16), S(cols / 16);
-      absmax_scales_row_portable(w.data(), cols, gs, bf16, ref.data(), Sref.data());
+      absmax_scales_row_portable(w.data(), cols, gs, rnd, ref.data(), Sref.data());
       for (size_t b = 0; b < cols / 16; ++b) {
         float amax = 0;
         for (int j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(w[16 * b + j]));
-        ASSERT_EQ(ref[b], absmax_block_scale(amax, gs, bf16 ? SourceRounding::kBF16 : SourceRounding::kF32));
+        ASSERT_EQ(ref[b], absmax_block_scale(amax, gs, rnd));
       }
       EXPECT_EQ(ref[5], 0x20);
       for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
         if (int(isa) > int(detect_isa())) continue;
-        nv_kernels(isa).absmax_scales_row(w.data(), cols, gs, bf16, out.data(), S.data());
+        nv_kernels(isa).absmax_scales_row(w.data(), cols, gs, rnd, out.data(), S.data());
         EXPECT_EQ(out, ref) << isa_name(isa) << " gs=" << gs;
         for (size_t b = 0; b < S.size(); ++b) EXPECT_EQ(bits(S[b]), bits(Sref[b])) << b;
       }

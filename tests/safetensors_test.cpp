@@ -11,20 +11,15 @@
 #include "common/staged_output.h"
 #include "format/checkpoint.h"
 #include "format/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace fp4z;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/fp4z-st-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { remove_tree(path); }
-};
+using fp4z::testing::TempDir;
+using fp4z::testing::write_text;
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
@@ -35,9 +30,7 @@ std::string le64(uint64_t n) {
 // A file with a given header text (length prefix computed) and data bytes.
 std::string make_file(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const std::string& path, const std::string& bytes) { write_text(path, bytes); }
 
 // Returns the error message (and checks exit code 2), or "" if the file was accepted.
 std::string open_error(const std::string& bytes) {

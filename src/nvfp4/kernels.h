@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "common/cpu.h"
+#include "nvfp4/scales.h"
 
 namespace fp4z {
 
@@ -26,8 +27,9 @@ using QuantizeRowFn = void (*)(const float* w, size_t cols, const float* S, bool
 using CodeStatsFn = void (*)(const uint8_t* packed, size_t cols, const float* S, const float* w, RowStats* st);
 
 // compressed-tensors absmax block scales of one row (cols % 16 == 0, finite weights): per block
-// s8 = absmax_block_scale(amax_b, gs, rounding) and the divisor S = fl(dec(s8) / gs).
-using AbsmaxScalesRowFn = void (*)(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
+// s8 = absmax_block_scale(amax_b, gs, rounding) and the divisor S = fl(dec(s8) / gs); `rounding`
+// is the source dtype's rounding of amax_b / 6.
+using AbsmaxScalesRowFn = void (*)(const float* w, size_t cols, float gs, SourceRounding rounding, uint8_t* s8, float* S);
 
 // Seed steps 6-8 for n blocks with finite desired scales D >= 0: s8 = seed_block_scale(D, g1),
 // S1 = fl(dec(s8) / g1), and the report's ratio fl(S1 / max(S0, 1e-12)).
@@ -45,7 +47,7 @@ struct NvKernels {
 const NvKernels& nv_kernels(Isa isa);
 
 // The portable absmax block-scale kernel (shared by ISAs that do not specialise it).
-void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S);
+void absmax_scales_row_portable(const float* w, size_t cols, float gs, SourceRounding rounding, uint8_t* s8, float* S);
 
 void seed_scales_portable(const float* D, const float* S0, size_t n, float g1, uint8_t* s8, float* S1, float* ratio);
 

@@ -128,7 +128,7 @@ inline __m512i e4m3_encode_vec(__m512 a) {
   return _mm512_mask_blend_epi32(is_sub, normal, sub);
 }
 
-void absmax_scales_row_avx512(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S) {
+void absmax_scales_row_avx512(const float* w, size_t cols, float gs, SourceRounding rounding, uint8_t* s8, float* S) {
   const size_t nb = cols / 16;
   const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
   const __m512 vgs = _mm512_set1_ps(gs);
@@ -137,7 +137,9 @@ void absmax_scales_row_avx512(const float* w, size_t cols, float gs, bool bf16_r
     alignas(64) float amax[16] = {};
     for (size_t j = 0; j < cnt; ++j) amax[j] = _mm512_reduce_max_ps(_mm512_and_ps(_mm512_loadu_ps(w + 16 * (b0 + j)), abs_mask));
     __m512 q = _mm512_div_ps(_mm512_load_ps(amax), _mm512_set1_ps(6.0f));
-    if (bf16_rounding) {  // round to bf16, RNE (finite inputs)
+    if (rounding == SourceRounding::kF16) {  // round to IEEE half, RNE, subnormals kept
+      q = _mm512_cvtph_ps(_mm512_cvtps_ph(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    } else if (rounding == SourceRounding::kBF16) {  // round to bf16, RNE (finite inputs)
       __m512i qb = _mm512_castps_si512(q);
       __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(qb, 16), _mm512_set1_epi32(1));
       qb = _mm512_add_epi32(qb, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));

@@ -71,8 +71,7 @@ void code_stats_scalar(const uint8_t* packed, size_t cols, const float* S, const
 
 }  // namespace
 
-void absmax_scales_row_portable(const float* w, size_t cols, float gs, bool bf16_rounding, uint8_t* s8, float* S) {
-  const SourceRounding rnd = bf16_rounding ? SourceRounding::kBF16 : SourceRounding::kF32;
+void absmax_scales_row_portable(const float* w, size_t cols, float gs, SourceRounding rnd, uint8_t* s8, float* S) {
   for (size_t b = 0; b < cols / 16; ++b) {
     float amax_b = 0;
     for (int j = 0; j < 16; ++j) amax_b = std::max(amax_b, std::fabs(w[16 * b + j]));

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/half.h"
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
 
@@ -13,6 +14,7 @@ namespace fp4z {
 
 float round_to_source(float x, SourceRounding r) {
   if (r == SourceRounding::kF32) return x;
+  if (r == SourceRounding::kF16) return f16_to_f32(f32_to_f16_rne(x));
   uint32_t b;
   std::memcpy(&b, &x, 4);
   if ((b & 0x7FFFFFFFu) > 0x7F800000u) return x;

@@ -6,7 +6,7 @@
 namespace fp4z {
 
 // How "source dtype" arithmetic rounds: compressed-tensors computes scales in the weight's dtype.
-enum class SourceRounding { kF32, kBF16 };
+enum class SourceRounding { kF32, kBF16, kF16 };
 
 float round_to_source(float x, SourceRounding r);
 

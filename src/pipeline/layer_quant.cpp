@@ -99,7 +99,9 @@ float weight_amax(const WeightView& w, int threads, bool* finite) {
 
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
-  const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
+  // Block scales round amax_b / 6 in the source dtype (F16 included; only the global scale of F16
+  // sources is computed in f32, see docs/quantize.md).
+  const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : w.dtype == DType::F16 ? SourceRounding::kF16 : SourceRounding::kF32;
   out.packed.resize(R * C / 2);  // every byte is written below
   out.scales.resize(R * nb);
   out.global_scale = gs;
@@ -109,7 +111,7 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
     RowStats st;
     for (size_t i = b; i < e; ++i) {
       load_row(w, i, row.data());
-      k.absmax_scales_row(row.data(), C, gs, rnd == SourceRounding::kBF16, out.scales.data() + i * nb, S.data());
+      k.absmax_scales_row(row.data(), C, gs, rnd, out.scales.data() + i * nb, S.data());
       k.quantize_row(row.data(), C, S.data(), canonical_zero, out.packed.data() + i * C / 2, &st);
     }
     cs.chunks[b / kRowGrain] = st;

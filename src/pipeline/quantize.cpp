@@ -339,14 +339,30 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
   return layers;
 }
 
+// Python's json writes NaN and +-Infinity (e.g. the MSE of a layer whose weights overflow f32 when
+// squared); nlohmann cannot, so non-finite values become sentinel strings patched after dump().
+json py_number(double v) {
+  if (std::isnan(v)) return "__fp4z_NaN__";
+  if (std::isinf(v)) return v > 0 ? "__fp4z_Infinity__" : "__fp4z_-Infinity__";
+  return v;
+}
+
+std::string dump_python_style(const json& j) {
+  std::string text = j.dump(2);
+  for (const char* tok : {"NaN", "Infinity", "-Infinity"}) {
+    std::string sentinel = std::string("\"__fp4z_") + tok + "__\"";
+    for (size_t p; (p = text.find(sentinel)) != std::string::npos;) text.replace(p, sentinel.size(), tok);
+  }
+  return text;
+}
+
 json metrics_json(const LayerMetrics& m) {
-  auto num = [](double v) -> json { return std::isnan(v) ? json("__fp4z_NaN__") : json(v); };
-  return json{{"mean_entropy_bits", m.mean_entropy_bits}, {"std_entropy_bits", m.std_entropy_bits},
-              {"compression_rate", m.compression_rate}, {"compressed_size_ratio", m.compressed_size_ratio},
-              {"effective_bits_per_weight", m.effective_bits_per_weight}, {"mse_to_baseline", m.mse},
-              {"global_scale", m.global_scale}, {"scale_ratio_mean", num(m.scale_ratio_mean)},
-              {"scale_ratio_std", num(m.scale_ratio_std)}, {"zero_fraction", m.zero_fraction},
-              {"small_code_fraction", m.small_code_fraction}, {"n_chunks", m.n_chunks}};
+  return json{{"mean_entropy_bits", py_number(m.mean_entropy_bits)}, {"std_entropy_bits", py_number(m.std_entropy_bits)},
+              {"compression_rate", py_number(m.compression_rate)}, {"compressed_size_ratio", py_number(m.compressed_size_ratio)},
+              {"effective_bits_per_weight", py_number(m.effective_bits_per_weight)}, {"mse_to_baseline", py_number(m.mse)},
+              {"global_scale", py_number(m.global_scale)}, {"scale_ratio_mean", py_number(m.scale_ratio_mean)},
+              {"scale_ratio_std", py_number(m.scale_ratio_std)}, {"zero_fraction", py_number(m.zero_fraction)},
+              {"small_code_fraction", py_number(m.small_code_fraction)}, {"n_chunks", m.n_chunks}};
 }
 
 void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
@@ -457,19 +473,17 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   report["full_precision_model_dir"] = o.source;
   report["template_nvfp4_dir"] = o.template_dir;
   report["output_dir"] = o.out;
-  report["alpha"] = double(o.alpha);
+  report["alpha"] = py_number(double(o.alpha));
   report["num_modified_layers"] = layers.size();
   report["num_optimized_layers"] = 0;
   report["include_patterns"] = o.include;
   report["exclude_patterns"] = o.exclude;
   report["aggregate"] = {{"num_layers", layers.size()}, {"num_optimized_layers", 0},
-                         {"baseline_weighted_compression_rate", agg[0] / sum_w},
-                         {"alpha_only_weighted_compression_rate", agg[1] / sum_w},
-                         {"baseline_weighted_mse", agg[2] / sum_w}, {"alpha_only_weighted_mse", agg[3] / sum_w}};
+                         {"baseline_weighted_compression_rate", py_number(agg[0] / sum_w)},
+                         {"alpha_only_weighted_compression_rate", py_number(agg[1] / sum_w)},
+                         {"baseline_weighted_mse", py_number(agg[2] / sum_w)}, {"alpha_only_weighted_mse", py_number(agg[3] / sum_w)}};
   report["layers"] = jl;
-  std::string text = report.dump(2);
-  // Python's json writes NaN (single-block layers' std); nlohmann cannot, so patch the sentinel.
-  for (size_t p; (p = text.find("\"__fp4z_NaN__\"")) != std::string::npos;) text.replace(p, 14, "NaN");
+  std::string text = dump_python_style(report);
   {
     std::string path = out.path("nvfp4_scale_inflation_from_full_precision_export.json");
     FILE* f = std::fopen(path.c_str(), "wb");
