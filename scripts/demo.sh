@@ -31,3 +31,22 @@ grep -m 1 -A 4 'fused_global_scale' "$D/check-seed.txt" || true
 
 step "per-layer comparison against the F32 source (w2/down_proj has K = 172, not a multiple of 16: kept)"
 $F compare --reference "$D/stories260K" "$D/absmax" "$D/seed" "$D/seed-fused"
+
+step "generate: greedy from BOS with the F32 import and the loader-safe NVFP4 variant"
+$F generate --model "$D/stories260K" --prompt "" -n 48
+$F generate --model "$D/seed-fused" --prompt "" -n 48
+
+step "perplexity on TinyStories and KL divergence against the F32 model (20 windows of 512 tokens)"
+TXT="$FIX/eval/tinystories/tinystories_val.txt"
+for c in absmax seed-fused; do
+  echo "-- $c"
+  $F eval ppl --model "$D/$c" --base "$D/stories260K" --text "$TXT" --chunks 20 2>&1 | grep -E "^(PPL|base|KL|same)"
+done
+
+step "lossless compression of the seed checkpoint, byte-exact restore, and real coded sizes"
+$F compress "$D/seed-fused" -o "$D/seed-fused.fp4z" --force
+rm -rf "$D/restored" && $F decompress "$D/seed-fused.fp4z" -o "$D/restored"
+(cd "$D/seed-fused" && sha256sum $(find . -type f | sort)) > "$D/sha-a.txt"
+(cd "$D/restored" && sha256sum $(find . -type f | sort)) > "$D/sha-b.txt"
+cmp -s "$D/sha-a.txt" "$D/sha-b.txt" && echo "restored: every file byte-identical (SHA-256)"
+$F stats "$D/seed-fused" --reference "$D/stories260K" | tail -n 9
