@@ -63,16 +63,8 @@ int cmd_decompress(int argc, char** argv) {
     return 0;
   }
   if (test) {
-    const auto& idx = c.index;
-    parallel_for(idx.chunks.size(), resolve_threads(threads), 1, [&](size_t b, size_t e) {
-      thread_local codec::CodecScratch scratch;
-      thread_local std::vector<uint8_t> buf;
-      for (size_t k = b; k < e; ++k) {
-        buf.resize(size_t(idx.chunks[k].raw_size));
-        codec::decode_container_chunk(c.map.data, c.map.size, idx, k, buf.data(), scratch, in);
-      }
-    });
-    if (!quiet) std::printf("%s: %zu chunks OK\n", in.c_str(), idx.chunks.size());
+    codec::verify_container(c, threads);
+    if (!quiet) std::printf("%s: %zu chunks OK\n", in.c_str(), c.index.chunks.size());
     return 0;
   }
   if (out.empty()) fail_input("-o is required (or use --list / --test)");

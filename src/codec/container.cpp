@@ -486,6 +486,29 @@ void decompress_to_dir(const Container& c, const std::string& out_dir, int threa
   staged.commit();
 }
 
+void verify_container(const Container& c, int threads) {
+  const ContainerIndex& idx = c.index;
+  threads = resolve_threads(threads);
+  const size_t batch = size_t(threads) * 8;
+  for (size_t b0 = 0; b0 < idx.chunks.size(); b0 += batch) {
+    size_t b1 = std::min(idx.chunks.size(), b0 + batch);
+    parallel_for(b1 - b0, threads, 1, [&](size_t b, size_t e) {
+      thread_local CodecScratch scratch;
+      thread_local std::vector<uint8_t> buf;
+      for (size_t k = b0 + b; k < b0 + e; ++k) {
+        buf.resize(size_t(idx.chunks[k].raw_size));
+        decode_container_chunk(c.map.data, c.map.size, idx, k, buf.data(), scratch, c.path());
+      }
+    });
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (size_t k = b0; k < b1; ++k) {
+      lo = std::min(lo, idx.chunks[k].offset);
+      hi = std::max(hi, idx.chunks[k].offset + idx.chunks[k].payload_size);
+    }
+    if (hi > lo) release_pages(c.map, size_t(lo), size_t(hi - lo));
+  }
+}
+
 size_t find_tensor(const ContainerIndex& idx, const std::string& name) {
   std::vector<size_t> hits;
   for (size_t t = 0; t < idx.tensors.size(); ++t) {

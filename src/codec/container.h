@@ -103,6 +103,10 @@ struct Container {
 Container open_container(const std::string& path);
 
 // Restores every file into out_dir (published only when every chunk decoded and verified).
+// Decodes and checks every chunk without writing anything (`fp4z decompress --test`); releases the
+// container's pages batch by batch so resident memory stays bounded. Throws on the first bad chunk.
+void verify_container(const Container& c, int threads);
+
 void decompress_to_dir(const Container& c, const std::string& out_dir, int threads, bool force, bool quiet);
 
 // Writes the raw bytes of one tensor (name, or "FILE:name" when the name occurs in several files).

@@ -383,11 +383,15 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   for (const auto& g : group_fused(prefixes)) {
     std::string key = fused_group_key(g[0]);
     if (key.empty()) continue;
-    size_t want = fused_group_members(key).size();
+    // Complete = every member the template quantized (a member the template kept unquantized, or
+    // that the model lacks, does not make the group partial).
+    size_t want = 0;
+    std::string parent = key.substr(0, key.rfind('#'));
+    for (const auto& leaf : fused_group_members(key)) want += tpl->find(parent + "." + leaf + ".weight_packed") != nullptr;
     if (o.fused_global_scale) {
       if (g.size() != want)
         fail_input("--fused-global-scale: the selection holds only part of the fused group of '" + g[0] + "' (" +
-                   std::to_string(g.size()) + " of " + std::to_string(want) + " members)");
+                   std::to_string(g.size()) + " of the template's " + std::to_string(want) + " quantized members)");
       float MG = 0;
       for (const auto& p : g) MG = std::max(MG, by_prefix[p]->M);
       float gG = seed_global_scale(MG);
