@@ -14,17 +14,11 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
+#include "common/file_text.h"
 
 namespace fp4z::cli {
 namespace {
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail_input(path + ": cannot open");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // What the model's linears are stored as, for reports.
 std::string weight_description(const Model& m) {
@@ -45,7 +39,7 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_dir, const std
 struct CommonOptions {
   std::string model;
   int threads = 0;
-  bool act_quant = false, json = false, quiet = false, kv16 = false, bf16_act = false;
+  bool act_quant = false, json = false, quiet = false, kv16 = false, bf16_act = false, int8_act = false;
 };
 
 void add_common(CLI::App* sub, CommonOptions& o) {
@@ -54,6 +48,7 @@ void add_common(CLI::App* sub, CommonOptions& o) {
   sub->add_flag("--act-quant", o.act_quant, "W4A4 emulation on the model (needs input_global_scale)");
   sub->add_flag("--kv16", o.kv16, "keep the KV cache in BF16 (half the memory; not bit-faithful to f32)");
   sub->add_flag("--bf16-act", o.bf16_act, "faster prompts: BF16 activations in the AVX-512 prompt kernels (not exact f32)");
+  sub->add_flag("--int8-act", o.int8_act, "faster prompts: int8 activations per 16 features in the NVFP4 prompt kernels (not exact f32)");
   sub->add_flag("--json", o.json, "print one JSON object");
   sub->add_flag("-q,--quiet", o.quiet, "no progress line");
 }
@@ -67,6 +62,7 @@ EngineOptions engine_options(const CommonOptions& o, const Model& m) {
   e.act_quant = o.act_quant;
   e.kv_bf16 = o.kv16;
   e.bf16_act = o.bf16_act;
+  e.int8_act = o.int8_act;
   return e;
 }
 
@@ -76,7 +72,7 @@ int run_ppl(const CommonOptions& co, const std::string& text_path, int64_t ctx, 
   std::unique_ptr<Model> base_model;
   if (!base_dir.empty()) base_model = load_model(base_dir);
   auto tok = tokenizer_for(co.model, base_dir);
-  std::string raw = read_text_file(text_path), text;
+  std::string raw = read_whole_file(text_path), text;
   text.reserve(raw.size());
   int64_t crlf = 0;
   for (size_t i = 0; i < raw.size(); ++i) {
@@ -105,7 +101,8 @@ int run_ppl(const CommonOptions& co, const std::string& text_path, int64_t ctx, 
   if (base_model) {
     EngineOptions be = eo;
     be.act_quant = false;
-    be.bf16_act = false;  // the base is the reference
+    be.bf16_act = false;
+    be.int8_act = false;  // the base is the reference
     bs = std::make_unique<Session>(*base_model, be);
   }
   int64_t chunks = int64_t(tokens.size()) / ctx;

@@ -7,17 +7,11 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "text/tokenizer.h"
+#include "common/file_text.h"
 
 namespace fp4z::cli {
 namespace {
 
-std::string read_whole_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail_input(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Ids separated by spaces, commas, newlines or JSON brackets.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_text.h"
 
 namespace fp4z {
 
@@ -66,18 +67,11 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text, const s
   return rows;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail_input(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
 std::vector<MmluQuestion> read_mmlu_csv(const std::string& path) {
-  auto rows = parse_csv(read_file(path), path);
+  auto rows = parse_csv(read_whole_file(path), path);
   if (rows.empty() || rows[0].size() != 6 || rows[0][0] != "question" || rows[0][5] != "answer")
     fail_input(path + ": expected the header question,choice0,choice1,choice2,choice3,answer");
   std::vector<MmluQuestion> out;

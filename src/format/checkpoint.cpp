@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "common/error.h"
+#include "common/file_text.h"
 
 namespace fs = std::filesystem;
 
@@ -47,13 +48,7 @@ nlohmann::ordered_json parse_json_strict(const std::string& text, const std::str
   }
 }
 
-nlohmann::ordered_json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail_input(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_json_strict(ss.str(), path);
-}
+nlohmann::ordered_json read_json_file(const std::string& path) { return parse_json_strict(read_whole_file(path), path); }
 
 void write_json_file(const std::string& path, const nlohmann::ordered_json& j) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -3,6 +3,8 @@
 (numpy never contracts to FMA and never flushes subnormals). Helpers here are exact by construction:
 they work on integer bit patterns or on float64 values that hold f32/f8 values exactly.
 """
+import re
+
 import numpy as np
 
 F32 = np.float32
@@ -195,3 +197,14 @@ def self_test():
 
 if __name__ == "__main__":
     self_test()
+
+
+def fused_group_key(prefix):
+    """Key shared by the members of a fused group (q/k/v of one attention, gate/up of one MLP), else None."""
+    m = re.match(r"(.*\.self_attn)\.(q_proj|k_proj|v_proj)$", prefix)
+    if m:
+        return m.group(1) + ".qkv"
+    m = re.match(r"(.*\.mlp)\.(gate_proj|up_proj)$", prefix)
+    if m:
+        return m.group(1) + ".gate_up"
+    return None

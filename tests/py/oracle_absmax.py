@@ -13,7 +13,6 @@ import argparse
 import fnmatch
 import json
 import os
-import re
 import shutil
 import sys
 
@@ -60,16 +59,6 @@ def is_linear_weight(name, shape):
         return False
     prefix = name[: -len(".weight")]
     return not (prefix.endswith("embed_tokens") or prefix == "lm_head" or prefix.endswith(".lm_head"))
-
-
-def fused_group_key(prefix):
-    m = re.match(r"(.*\.self_attn)\.(q_proj|k_proj|v_proj)$", prefix)
-    if m:
-        return m.group(1) + ".qkv"
-    m = re.match(r"(.*\.mlp)\.(gate_proj|up_proj)$", prefix)
-    if m:
-        return m.group(1) + ".gate_up"
-    return prefix
 
 
 def global_scale(amax, src_dtype, f16_mode):
@@ -136,7 +125,7 @@ def main():
     linear = [n[: -len(".weight")] for n in ck.names if is_linear_weight(n, ck.info(n)[1])]
     groups = {}
     for p in linear:
-        groups.setdefault(fused_group_key(p), []).append(p)
+        groups.setdefault(ref.fused_group_key(p) or p, []).append(p)
     keep = set()
     for key, members in groups.items():
         bad = False

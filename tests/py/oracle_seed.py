@@ -13,7 +13,6 @@ import fnmatch
 import json
 import math
 import os
-import re
 import shutil
 import sys
 
@@ -34,16 +33,6 @@ ZERO_CODES = np.array([c in (0, 8) for c in range(16)])
 def fail(msg):
     print(f"oracle_seed: error: {msg}", file=sys.stderr)
     sys.exit(2)
-
-
-def fused_group_key(prefix):
-    m = re.match(r"(.*\.self_attn)\.(q_proj|k_proj|v_proj)$", prefix)
-    if m:
-        return m.group(1) + ".qkv"
-    m = re.match(r"(.*\.mlp)\.(gate_proj|up_proj)$", prefix)
-    if m:
-        return m.group(1) + ".gate_up"
-    return None
 
 
 def select_prefixes(template_names, include, exclude):
@@ -220,12 +209,12 @@ def main():
     if args.fused_global_scale:
         groups = {}
         for p in all_prefixes:
-            k = fused_group_key(p)
+            k = ref.fused_group_key(p)
             if k is not None:
                 groups.setdefault(k, []).append(p)
         sel = set(selected)
         for p in selected:
-            k = fused_group_key(p)
+            k = ref.fused_group_key(p)
             members = groups.get(k, [p]) if k is not None else [p]
             if any(m not in sel for m in members):
                 fail(f"{p}: selection holds only part of its fused group {k}")
