@@ -134,12 +134,14 @@ long rss_kb(const char* key) {
   return -1;
 }
 
-int run(const std::string& dir, int threads, int64_t pp, int64_t tg, bool bf16_act) {
+int run(const std::string& dir, int threads, int64_t pp, int64_t tg, const std::string& mode) {
+  const bool bf16_act = mode == "bf16", int8_act = mode == "int8";
   auto m = load_model(dir);
   EngineOptions eo;
   eo.threads = threads;
   eo.isa = kernel_isa();
   eo.bf16_act = bf16_act;
+  eo.int8_act = int8_act;
   Session s(*m, eo);
   std::vector<int32_t> prompt;
   Rng rng{42};
@@ -161,10 +163,10 @@ int run(const std::string& dir, int threads, int64_t pp, int64_t tg, bool bf16_a
   double pp_rate = double(pp) / (t1 - t0), tg_rate = double(tg) / (t3 - t2);
   double gb_per_token = double(m->weight_bytes()) / 1e9;  // every weight byte is read once per token
   std::printf(
-      "{\"threads\": %d, \"isa\": \"%s\", \"bf16_act\": %s, \"pp_tokens\": %lld, \"pp_tok_per_s\": %.2f, \"tg_tokens\": %lld, "
+      "{\"threads\": %d, \"isa\": \"%s\", \"act\": \"%s\", \"pp_tokens\": %lld, \"pp_tok_per_s\": %.2f, \"tg_tokens\": %lld, "
       "\"tg_tok_per_s\": %.3f, \"weight_gb_per_token\": %.3f, \"tg_effective_gb_per_s\": %.2f, \"rss_mb\": %.0f, "
       "\"peak_rss_mb\": %.0f, \"pp_cpu_s\": %.2f, \"pp_wall_s\": %.2f, \"tg_cpu_s\": %.2f, \"tg_wall_s\": %.2f}\n",
-      threads, isa_name(eo.isa), bf16_act ? "true" : "false", (long long)pp, pp_rate, (long long)tg, tg_rate, gb_per_token, tg_rate * gb_per_token,
+      threads, isa_name(eo.isa), mode.empty() ? "f32" : mode.c_str(), (long long)pp, pp_rate, (long long)tg, tg_rate, gb_per_token, tg_rate * gb_per_token,
       double(rss_kb("VmRSS:")) / 1024, double(rss_kb("VmHWM:")) / 1024, c1 - c0, t1 - t0, c3 - c1, t3 - t1);
   return 0;
 }
@@ -180,8 +182,11 @@ int kernels_bench(const std::string& dir, int threads) {
       if (int(isa) > int(kernel_isa())) continue;
       KernelOptions ko;
       ko.isa = isa;
-      for (int64_t T : {int64_t(1), int64_t(64)}) {
+      for (int64_t T : {int64_t(1), int64_t(64), int64_t(-64)}) {  // -64: 64 tokens with --int8-act
+        ko.int8_act = T < 0;
+        T = std::abs(T);
         if (isa == Isa::kScalar && T > 1) continue;
+        if (ko.int8_act && (isa != Isa::kAvx512 || w->kind != WeightKind::kNvfp4)) continue;
         std::vector<float> x(size_t(T * w->k), 0.01f), y(size_t(T * w->n));
         linear_forward(*w, x.data(), T, y.data(), pool, ko);  // warm
         int reps = T == 1 ? 5 : 1;
@@ -189,9 +194,9 @@ int kernels_bench(const std::string& dir, int threads) {
         for (int r = 0; r < reps; ++r) linear_forward(*w, x.data(), T, y.data(), pool, ko);
         double wall = (now_s() - t0) / reps, cpu = (cpu_s() - c0) / reps;
         double macs = double(w->n) * double(w->k) * double(T);
-        std::printf("{\"tensor\": \"%s\", \"isa\": \"%s\", \"T\": %lld, \"threads\": %d, \"wall_ms\": %.2f, \"cpu_ms\": %.2f, "
+        std::printf("{\"tensor\": \"%s\", \"isa\": \"%s%s\", \"T\": %lld, \"threads\": %d, \"wall_ms\": %.2f, \"cpu_ms\": %.2f, "
                     "\"gmac_per_s_wall\": %.2f, \"gb_per_s_wall\": %.2f}\n",
-                    w->name.c_str(), isa_name(isa), (long long)T, threads, wall * 1e3, cpu * 1e3, macs / wall / 1e9,
+                    w->name.c_str(), isa_name(isa), ko.int8_act ? "+int8" : "", (long long)T, threads, wall * 1e3, cpu * 1e3, macs / wall / 1e9,
                     double(w->stored_bytes()) / wall / 1e9);
       }
     }
@@ -245,13 +250,13 @@ int main(int argc, char** argv) {
     if (mode == "make" && argc == 4) return make(argv[2], argv[3]);
     if (mode == "run" && argc >= 3)
       return run(argv[2], argc > 3 ? std::atoi(argv[3]) : 1, argc > 4 ? std::atoll(argv[4]) : 64,
-                 argc > 5 ? std::atoll(argv[5]) : 16, argc > 6 && std::string(argv[6]) == "bf16");
+                 argc > 5 ? std::atoll(argv[5]) : 16, argc > 6 ? std::string(argv[6]) : std::string());
     if (mode == "kernels" && argc >= 3) return kernels_bench(argv[2], argc > 3 ? std::atoi(argv[3]) : 1);
     if (mode == "bandwidth") return bandwidth(argc > 2 ? std::atoi(argv[2]) : 1);
   } catch (const Error& e) {
     std::fprintf(stderr, "model_bench: %s\n", e.what());
     return e.code;
   }
-  std::fprintf(stderr, "usage: model_bench make DIR QWEN3_4B_CONFIG_JSON | run DIR [threads] [pp] [tg] [bf16] | kernels DIR [threads] | bandwidth [threads]\n");
+  std::fprintf(stderr, "usage: model_bench make DIR QWEN3_4B_CONFIG_JSON | run DIR [threads] [pp] [tg] [bf16|int8] | kernels DIR [threads] | bandwidth [threads]\n");
   return 2;
 }

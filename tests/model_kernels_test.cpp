@@ -146,6 +146,81 @@ TEST(ModelKernels, Bf16ActivationPromptPath) {
   }
 }
 
+// int8 activations: vs the exact double reference within the proven bound of the activation
+// quantization (|x - 127·scale·q| <= scale/2 per feature, so |Δy| <= Σ |w|·scale/2) plus f32
+// accumulation rounding; and bit-identical across ISAs and thread counts (exact int32 block sums,
+// same f32 operation order).
+TEST(ModelKernels, Int8ActivationPromptPath) {
+  for (auto [n, k, gdiv] : {std::tuple{int64_t(37), int64_t(1040), 448.0f}, std::tuple{int64_t(9), int64_t(48), 1.0f},
+                            std::tuple{int64_t(70), int64_t(2560), 3.0f}, std::tuple{int64_t(5), int64_t(256), 1.0f},
+                            std::tuple{int64_t(3), int64_t(4368), 1.0f}}) {  // > one 4096-column chunk, padded
+    Matrix m = make_matrix(WeightKind::kNvfp4, n, k, uint32_t(n + k));
+    m.lin.global_div = gdiv;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (int64_t T : {2, 4, 7}) {
+      std::vector<float> x(size_t(T * k));
+      for (auto& v : x) v = nd(rng);
+      x[3] = 40.0f;  // an outlier feature, as real activations have
+      for (int64_t c = 0; c < 16 && c < k; ++c) x[size_t(k + c)] = 0.0f;  // an all-zero block
+      std::vector<float> first;
+      for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (int(isa) > int(kernel_isa())) continue;
+        for (int threads : {1, 2}) {
+          ThreadPool pool(threads);
+          KernelOptions ko;
+          ko.isa = isa;
+          ko.int8_act = true;
+          std::vector<float> y(size_t(T * n), NAN);
+          linear_forward(m.lin, x.data(), T, y.data(), pool, ko);
+          if (first.empty()) {
+            first = y;
+            for (int64_t t = 0; t < T; ++t)
+              for (int64_t r = 0; r < n; ++r) {
+                double ref = 0, mag = 0, bound = 0;
+                for (int64_t b = 0; b < k / 16; ++b) {
+                  double amax = 0;
+                  for (int64_t c = b * 16; c < b * 16 + 16; ++c) amax = std::max(amax, std::fabs(double(x[size_t(t * k + c)])));
+                  for (int64_t c = b * 16; c < b * 16 + 16; ++c) {
+                    double wv = m.dense[size_t(r * k + c)], xv = x[size_t(t * k + c)];
+                    ref += wv * xv;
+                    mag += std::fabs(wv * xv);
+                    bound += std::fabs(wv) * amax / 127.0 / 2.0;
+                  }
+                }
+                ASSERT_NEAR(double(y[size_t(t * n + r)]), ref / gdiv, (bound * 1.0001 + 1e-5 * (mag + bound)) / gdiv + 1e-30)
+                    << "n " << n << " k " << k << " T " << T << " row " << r;
+              }
+          } else {
+            ASSERT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float)))
+                << "n " << n << " k " << k << " T " << T << " isa " << isa_name(isa) << " threads " << threads;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(ModelKernels, Int8QuantizerIsaAgree) {
+  if (kernel_isa() != Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
+  const int64_t T = 3, k = 784;  // 3 full groups + a partial one
+  std::vector<float> x(size_t(T * k));
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (auto& v : x) v = nd(rng);
+  for (int c = 0; c < 16; ++c) x[size_t(32 + c)] = 0.0f;
+  x[100] = 1e-30f;  // tiny block maximum
+  for (int c = 0; c < 16; ++c) x[size_t(k + 160 + c)] = c % 2 ? 0.5f : -0.5f;  // ties at ±127
+  ThreadPool pool(1);
+  Int8Activations a, b;
+  quantize_activations_int8(x.data(), T, k, a, pool, Isa::kScalar);
+  quantize_activations_int8(x.data(), T, k, b, pool, Isa::kAvx512);
+  EXPECT_EQ(a.q, b.q);
+  EXPECT_EQ(a.corr, b.corr);
+  ASSERT_EQ(a.scale.size(), b.scale.size());
+  EXPECT_EQ(0, std::memcmp(a.scale.data(), b.scale.data(), a.scale.size() * sizeof(float)));
+}
+
 TEST(ModelKernels, AttentionHelpers) {
   std::vector<float> a(67), b(67), y(67, 1.0f);
   for (int i = 0; i < 67; ++i) {

@@ -25,6 +25,7 @@ Session::Session(const Model& model, const EngineOptions& opt) : m_(model), opt_
   kopt_.isa = opt.isa;
   kopt_.act_quant = opt.act_quant;
   kopt_.bf16_act = opt.bf16_act;
+  kopt_.int8_act = opt.int8_act;
   const ModelConfig& c = m_.cfg;
   const int64_t d = c.head_dim;
   // inv_freq[j] = 1 / theta^(2j/d), in f32 like Hugging Face's default rope init.

@@ -15,6 +15,7 @@ struct EngineOptions {
   bool act_quant = false;  // W4A4 emulation (needs input_global_scale on the NVFP4 linears)
   int64_t max_batch = 256; // tokens per forward chunk (bounds the activation scratch)
   bool kv_bf16 = false;
+  bool int8_act = false;   // NVFP4 prompt kernels with int8 activations per 16 features (VNNI); not the f32 reference
   bool bf16_act = false;   // prompt kernels with BF16 activations (vdpbf16ps); not the f32 reference    // store keys/values rounded to BF16 (half the cache memory; not exact)
 };
 
