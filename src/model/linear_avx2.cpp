@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "model/linear.h"
+#include "model/panel_driver.h"
 #include "nvfp4/codec.h"
 
 namespace fp4z::kernels {
@@ -121,28 +122,7 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n) {
 }
 
 void rows_avx2(const Linear& w, const float* x, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {
-  const int64_t K = w.k, N = w.n;
-  for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
-  if (w.kind == WeightKind::kF32) {
-    const float* base = reinterpret_cast<const float*>(w.data);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
-      block_gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
-    return;
-  }
-  if (w.kind == WeightKind::kBF16) {
-    const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
-      block_gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
-    return;
-  }
-  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
-    int64_t rows = std::min(kPanelRows, r1 - rb);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK) {
-      int64_t len = std::min(kPanelK, K - c0);
-      for (int64_t i = 0; i < rows; ++i) dequant_nvfp4(w, rb + i, c0, len, scratch + i * kPanelK);
-      block_gemm(scratch, kPanelK, rows, x + c0, K, T, len, y + rb, N);
-    }
-  }
+  rows_by_panels(w, x, T, r0, r1, y, scratch, [](auto... a) { block_gemm(a...); }, dequant_nvfp4);
 }
 
 }  // namespace fp4z::kernels
