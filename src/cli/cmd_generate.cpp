@@ -16,28 +16,6 @@
 namespace fp4z::cli {
 namespace {
 
-std::vector<int32_t> parse_id_list(const std::string& s) {
-  std::vector<int32_t> ids;
-  std::string cur;
-  for (size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == ',' || s[i] == ' ') {
-      if (!cur.empty()) {
-        size_t used = 0;
-        long long v = -1;
-        try {
-          v = std::stoll(cur, &used);
-        } catch (const std::exception&) {
-        }
-        if (used != cur.size() || v < 0 || v > INT32_MAX) fail_input("--prompt-ids: not a token id: \"" + cur + "\"");
-        ids.push_back(int32_t(v));
-      }
-      cur.clear();
-    } else {
-      cur += s[i];
-    }
-  }
-  return ids;
-}
 
 bool ends_incomplete(const std::string& s) {  // decode() writes U+FFFD for a cut UTF-8 sequence
   return s.size() >= 3 && s.compare(s.size() - 3, 3, "\xEF\xBF\xBD") == 0;
@@ -82,7 +60,7 @@ int cmd_generate(int argc, char** argv) {
   std::vector<int32_t> ids;
   int32_t bos = tok ? tok->bos_id() : -1;
   if (!prompt_ids.empty()) {
-    ids = parse_id_list(prompt_ids);
+    ids = parse_token_ids(prompt_ids, "--prompt-ids");
   } else {
     if (bos >= 0) ids.push_back(bos);
     auto enc = tok->encode(prompt);

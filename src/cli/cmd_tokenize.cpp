@@ -14,32 +14,6 @@ namespace {
 
 
 // Ids separated by spaces, commas, newlines or JSON brackets.
-std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {
-  std::vector<int32_t> ids;
-  std::string cur;
-  auto flush = [&]() {
-    if (cur.empty()) return;
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(cur, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != cur.size() || v < 0 || v > INT32_MAX) fail_input(where + ": not a token id: \"" + cur + "\"");
-    ids.push_back(int32_t(v));
-    cur.clear();
-  };
-  for (char c : text) {
-    if (c == ' ' || c == ',' || c == '\n' || c == '\r' || c == '\t' || c == '[' || c == ']') {
-      flush();
-    } else {
-      cur.push_back(c);
-    }
-  }
-  flush();
-  return ids;
-}
 
 }  // namespace
 
@@ -63,10 +37,10 @@ int cmd_tokenize(int argc, char** argv) {
   if (decode) {
     std::vector<int32_t> ids;
     if (!file.empty()) {
-      ids = parse_ids(read_whole_file(file), file);
+      ids = parse_token_ids(read_whole_file(file), file);
     } else {
       for (const auto& a : args) {
-        auto part = parse_ids(a, "argument");
+        auto part = parse_token_ids(a, "argument");
         ids.insert(ids.end(), part.begin(), part.end());
       }
     }
