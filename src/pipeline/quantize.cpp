@@ -148,6 +148,27 @@ json quantization_config_ct(const std::vector<std::string>& ignore, bool legacy)
               {"version", legacy ? "0.10.0" : "0.13.0"}};
 }
 
+// Weight-count-weighted means over the quantized layers, accumulated in double in layer order
+// (the seed report's aggregate definition; for seed the layer order is the report order).
+void aggregate(QuantizeResult& res) {
+  double sw = 0, bp = 0, np = 0, bm = 0, nm = 0;
+  for (const auto& l : res.layers) {
+    if (!l.quantized) continue;
+    double n = double(l.rows) * double(l.cols);
+    sw += n;
+    bp += n * l.baseline.compression_rate;
+    np += n * l.result.compression_rate;
+    bm += n * l.baseline.mse;
+    nm += n * l.result.mse;
+  }
+  res.quantized_weights = uint64_t(sw);
+  if (sw == 0) return;
+  res.base_proxy = bp / sw;
+  res.new_proxy = np / sw;
+  res.base_mse = bm / sw;
+  res.new_mse = nm / sw;
+}
+
 void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   auto src = open_checkpoint(o.source);
   std::string cfg_path = o.source + "/config.json";
@@ -265,6 +286,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   write_json_file(out.path("config.json"), cfg);
   copy_other_files(*src, out, {"config.json", "hf_quant_config.json"});
   out.commit();
+  aggregate(res);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -431,7 +453,6 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   std::set<std::string> replaced;
 
   json jl = json::array();
-  double sum_w = 0, agg[4] = {0, 0, 0, 0};
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   for (auto& L : layers) {
     const size_t R = size_t(L.R), C = size_t(L.C);
@@ -458,11 +479,6 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     release_tensor(*L.packed);
     release_tensor(*L.scale);
 
-    sum_w += double(numel);
-    agg[0] += double(numel) * lr.baseline.compression_rate;
-    agg[1] += double(numel) * lr.result.compression_rate;
-    agg[2] += double(numel) * lr.baseline.mse;
-    agg[3] += double(numel) * lr.result.mse;
     jl.push_back(json{{"layer", L.prefix}, {"shape", {L.R, L.C}}, {"num_weights", numel},
                       {"baseline", metrics_json(lr.baseline)}, {"alpha_only", metrics_json(lr.result)}, {"optimized", nullptr}});
     res.layers.push_back(std::move(lr));
@@ -473,6 +489,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   prog.finish();
   writer.finish();
 
+  aggregate(res);
   json report;
   report["full_precision_model_dir"] = o.source;
   report["template_nvfp4_dir"] = o.template_dir;
@@ -483,9 +500,9 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   report["include_patterns"] = o.include;
   report["exclude_patterns"] = o.exclude;
   report["aggregate"] = {{"num_layers", layers.size()}, {"num_optimized_layers", 0},
-                         {"baseline_weighted_compression_rate", py_number(agg[0] / sum_w)},
-                         {"alpha_only_weighted_compression_rate", py_number(agg[1] / sum_w)},
-                         {"baseline_weighted_mse", py_number(agg[2] / sum_w)}, {"alpha_only_weighted_mse", py_number(agg[3] / sum_w)}};
+                         {"baseline_weighted_compression_rate", py_number(res.base_proxy)},
+                         {"alpha_only_weighted_compression_rate", py_number(res.new_proxy)},
+                         {"baseline_weighted_mse", py_number(res.base_mse)}, {"alpha_only_weighted_mse", py_number(res.new_mse)}};
   report["layers"] = jl;
   std::string text = dump_python_style(report);
   {
@@ -495,10 +512,6 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   }
   copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"});
   out.commit();
-  res.base_proxy = agg[0] / sum_w;
-  res.new_proxy = agg[1] / sum_w;
-  res.base_mse = agg[2] / sum_w;
-  res.new_mse = agg[3] / sum_w;
 }
 
 }  // namespace
@@ -515,19 +528,6 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opts) {
   else if (o.method == "seed") run_seed(o, res);
   else fail_input("unknown --method '" + o.method + "' (expected absmax or seed)");
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  double sw = 0, p = 0, m = 0;
-  for (const auto& l : res.layers) {
-    if (!l.quantized) continue;
-    double n = double(l.rows) * double(l.cols);
-    sw += n;
-    p += n * l.result.compression_rate;
-    m += n * l.result.mse;
-    res.quantized_weights += uint64_t(n);
-  }
-  if (o.method == "absmax" && sw > 0) {
-    res.new_proxy = p / sw;
-    res.new_mse = m / sw;
-  }
   return res;
 }
 
