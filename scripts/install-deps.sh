@@ -2,9 +2,7 @@
 # Installs the Debian 12 packages fp4z needs to build, test and benchmark (run as root); skips what is present.
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config nlohmann-json3-dev libcli11-dev libxxhash-dev libzstd-dev
-      libgtest-dev libgmock-dev libbenchmark-dev python3 python3-numpy zstd xz-utils bzip2 unicode-data)
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+      libgtest-dev libgmock-dev libbenchmark-dev python3 python3-numpy zstd xz-utils bzip2 unicode-data ccache python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
