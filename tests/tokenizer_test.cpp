@@ -1,4 +1,4 @@
-// Tokenizer tests: Qwen3 byte-level BPE against llama.cpp vectors, golden ids and the npm reference; llama2.c import.
+// Tokenizer tests: Qwen3 byte-level BPE against llama.cpp vectors, golden ids and PyPI tokenizers; llama2.c import.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -122,22 +122,15 @@ std::vector<std::vector<int32_t>> run_reference(const std::string& command, cons
   return out;
 }
 
-// The node command running tests/tokenizer_reference.js; fails (never skips) if node or the
-// npm package is missing.
-std::string node_reference_command(const std::string& tokenizer_dir) {
-  std::string script = std::string(FP4Z_SOURCE_DIR) + "/tests/tokenizer_reference.js";
-  std::string package = std::string(FP4Z_SOURCE_DIR) + "/node_modules/@huggingface/tokenizers/package.json";
-  if (run_command("node --version > /dev/null 2>&1") != 0) {
-    ADD_FAILURE() << "node (Node.js 20) is not installed: the npm reference comparison cannot run "
-                     "(install nodejs and npm, then run `npm ci` in the repository root)";
+// The command running tests/py/tokenizer_reference.py with PyPI `tokenizers` from the project's .venv
+// (scripts/venv.sh); fails (never skips) if the environment is missing.
+std::string hf_reference_command(const std::string& tokenizer_dir) {
+  std::string python = FP4Z_VENV_PYTHON;
+  if (!fs::exists(python)) {
+    ADD_FAILURE() << "the Python test environment is missing (" << python << "): run scripts/venv.sh";
     return "";
   }
-  if (!fs::exists(package)) {
-    ADD_FAILURE() << "the npm package @huggingface/tokenizers is missing (" << package
-                  << "): run `npm ci` in the repository root";
-    return "";
-  }
-  return "node '" + script + "' '" + tokenizer_dir + "'";
+  return "'" + python + "' '" FP4Z_SOURCE_DIR "/tests/py/tokenizer_reference.py' '" + tokenizer_dir + "'";
 }
 
 class TokenizerQwen3 : public ::testing::Test {
@@ -301,8 +294,8 @@ TEST(TokenizerPretokenize, Pieces) {
 
 // Deterministic random strings over characters that stress the splitter and NFC: whitespace kinds,
 // apostrophes and contraction letters, long s, combining marks, Hangul jamo, several scripts,
-// digits of several scripts, emoji, control characters and added tokens. U+0085 and U+FEFF are
-// left out (the npm package's JavaScript \s differs from Oniguruma's there).
+// digits of several scripts, emoji, control characters and added tokens, U+0085 and U+FEFF (whose
+// whitespace class differs between regex engines).
 std::vector<std::string> random_texts(size_t count) {
   static const char* const kAlphabet[] = {
       "a", "Z", "0", "9", " ", " ", " ", "'", "\t", "\n", "\r", "\v", "\f", ".", ",", "!", "?", "-", "_", "\"",
@@ -312,7 +305,7 @@ std::vector<std::string> random_texts(size_t count) {
       "\u1100", "\u1161", "\u11a8", "\uac00", "\ud55c", "\u4e2d", "\u6587", "\u0661", "\u00bd", "\u2163",
       "\u00b2", "\U0001F600", "\U0001F44D\U0001F3FD", "\u200d", "\u0627", "\u0644", "\u05d0", "\u0e01",
       "\u0e31", "\u17a0", "\u17d2", "\u0410", "\u044f", "\u03a9", "\u1f00", "\u0345", "\u00c5", "A\u030a",
-      "\u2019", "\u201c", "\u2026", "\u00ad", "\x01", "\x7f", "<|im_start|>", "<|im_end|>", "<think>",
+      "\u2019", "\u201c", "\u2026", "\u00ad", "\u0085", "\ufeff", "\x01", "\x7f", "<|im_start|>", "<|im_end|>", "<think>",
       "<|endoftext|>", "<|im_sta", "\u00ff", "\u0100", "\u0120", "\u010a", "\U00010400", "\U0001d7d8",
       "\u2160", "\u3007", "\uff10", "\uff21", "\u02b0", "\u0e50", "\u0966"};
   const size_t n = sizeof(kAlphabet) / sizeof(kAlphabet[0]);
@@ -333,8 +326,8 @@ std::vector<std::string> random_texts(size_t count) {
 }
 
 // Every physical line of every MMLU test CSV and of WikiText-2 (plus the random strings above),
-// against @huggingface/tokenizers.
-TEST_F(TokenizerQwen3, MatchesNpmReference) {
+// against Hugging Face's `tokenizers` (PyPI).
+TEST_F(TokenizerQwen3, MatchesHuggingFaceTokenizers) {
   std::vector<std::string> texts;
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(kFixtures + "/eval/mmlu/test")) {
@@ -349,9 +342,9 @@ TEST_F(TokenizerQwen3, MatchesNpmReference) {
   }
   auto random = random_texts(4000);
   texts.insert(texts.end(), random.begin(), random.end());
-  std::string cmd = node_reference_command(kQwenDir);
+  std::string cmd = hf_reference_command(kQwenDir);
   if (cmd.empty()) return;
-  ScratchDir dir("npm");
+  ScratchDir dir("hf");
   auto reference = run_reference(cmd, texts, dir, 2);
   ASSERT_EQ(reference.size(), texts.size());
   size_t differences = 0;
@@ -359,11 +352,11 @@ TEST_F(TokenizerQwen3, MatchesNpmReference) {
     auto ids = tok_->encode(texts[k]);
     if (ids != reference[k] && ++differences <= 5) {
       ADD_FAILURE() << "line " << k << " " << nlohmann::json(texts[k]).dump() << "\n  fp4z: " << ids_str(ids)
-                    << "\n  npm:  " << ids_str(reference[k]);
+                    << "\n  hf:   " << ids_str(reference[k]);
     }
   }
   EXPECT_EQ(differences, 0u) << "of " << texts.size() << " lines";
-  std::printf("compared %zu lines with @huggingface/tokenizers: %zu differences\n", texts.size(), differences);
+  std::printf("compared %zu lines with PyPI tokenizers: %zu differences\n", texts.size(), differences);
 }
 
 // llama2.c tok512.bin -> tokenizer.json -> load_tokenizer: must encode like run.c.
@@ -426,13 +419,13 @@ TEST_F(TokenizerLlama2c, MatchesRunCOnTinyStories) {
   EXPECT_EQ(differences, 0u) << "of " << lines.size() << " lines";
 }
 
-// The converted tokenizer.json read by Hugging Face's own BPE (npm) gives run.c's ids too.
+// The converted tokenizer.json read by Hugging Face's own BPE (PyPI tokenizers) gives run.c's ids too.
 TEST_F(TokenizerLlama2c, HuggingFaceReadsConvertedJsonLikeRunC) {
   auto lines = lines_of(read_file(kFixtures + "/eval/tinystories/tinystories_val.txt"));
   lines.resize(std::min<size_t>(lines.size(), 3000));
-  std::string cmd = node_reference_command(dir_->path.string());
+  std::string cmd = hf_reference_command(dir_->path.string());
   if (cmd.empty()) return;
-  ScratchDir dir("npm_llama2c");
+  ScratchDir dir("hf_llama2c");
   auto reference = run_reference(cmd, lines, dir);
   ASSERT_EQ(reference.size(), lines.size());
   size_t differences = 0;
@@ -440,7 +433,7 @@ TEST_F(TokenizerLlama2c, HuggingFaceReadsConvertedJsonLikeRunC) {
     auto ids = tok_->encode(lines[k]);
     if (ids != reference[k] && ++differences <= 5) {
       ADD_FAILURE() << "line " << k << " " << nlohmann::json(lines[k]).dump() << "\n  fp4z: " << ids_str(ids)
-                    << "\n  npm:  " << ids_str(reference[k]);
+                    << "\n  hf:   " << ids_str(reference[k]);
     }
   }
   EXPECT_EQ(differences, 0u) << "of " << lines.size() << " lines";
