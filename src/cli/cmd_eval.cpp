@@ -1,5 +1,6 @@
-// `fp4z eval ppl` (perplexity, KL divergence vs a base) and `fp4z eval mmlu`: options and reports.
+// `fp4z eval ppl` (perplexity, KL divergence vs a base), `fp4z eval mmlu` and `fp4z eval logits`: options and reports.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "model/model.h"
 #include "text/tokenizer.h"
 #include "common/file_text.h"
+#include "format/npy.h"
 
 namespace fp4z::cli {
 namespace {
@@ -200,8 +202,24 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
+// One --log-samples line: lm-eval's per-document record (doc, prompt, the four choices' logits, prediction, gold).
+nlohmann::ordered_json sample_json(const MmluSample& x) {
+  nlohmann::ordered_json j;
+  j["subject"] = x.subject;
+  j["doc_id"] = x.index;
+  j["shots"] = x.prompt->shots;
+  j["prompt"] = x.prompt->text;
+  j["prompt_ids"] = x.prompt->ids;
+  j["choices"] = {"A", "B", "C", "D"};
+  j["choice_logits"] = x.choice_logits;
+  j["prediction"] = x.prediction;
+  j["gold"] = x.gold;
+  j["acc"] = x.prediction == x.gold ? 1.0 : 0.0;
+  return j;
+}
+
 int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::string& subjects, int64_t limit, bool limit_given,
-                 int shots, int64_t max_seq_len, bool hendrycks) {
+                 int shots, int64_t max_seq_len, bool hendrycks, const std::string& log_samples, bool force) {
   auto model = load_model(co.model);
   auto tok = load_tokenizer(co.model);
   MmluOptions mo;
@@ -220,14 +238,22 @@ int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::st
   EngineOptions eo = engine_options(co, *model);
   Session s(*model, eo);
   std::unique_ptr<Progress> prog;
+  std::string samples;  // JSON lines, published atomically when the run completes
+  if (!log_samples.empty() && !force && std::filesystem::exists(log_samples))
+    fail_input(log_samples + ": output already exists (use --force to replace it)");
   MmluResult r = run_mmlu(
       s, *tok, data, mo,
       [&](int64_t questions, int64_t tokens) {
         prog = std::make_unique<Progress>("eval mmlu", uint64_t(questions), uint64_t(tokens), co.quiet || co.json);
         prog->unit = "tok";
       },
-      [&](int64_t q, int64_t t) { prog->advance(uint64_t(q), uint64_t(t)); });
+      [&](int64_t q, int64_t t) { prog->advance(uint64_t(q), uint64_t(t)); },
+      [&](const MmluSample& x) {
+        if (!log_samples.empty())
+          samples += sample_json(x).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      });
   if (prog) prog->finish();
+  if (!log_samples.empty()) write_whole_file(log_samples, samples, force);
   if (co.json) {
     nlohmann::ordered_json j;
     j["model_path"] = co.model;
@@ -271,12 +297,30 @@ int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::st
   return 0;
 }
 
+// Logits of every position of one token sequence, as a float32 .npy [tokens, vocab].
+int run_logits_cmd(const CommonOptions& co, const std::string& ids_text, const std::string& out, bool force) {
+  auto model = load_model(co.model);
+  std::vector<int32_t> ids = parse_token_ids(ids_text, "--ids");
+  if (ids.empty()) fail_input("--ids: no token ids");
+  const int64_t V = model->cfg.vocab;
+  for (int32_t id : ids)
+    if (id < 0 || id >= V) fail_input("--ids: token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(V) + ")");
+  EngineOptions eo = engine_options(co, *model);
+  Session s(*model, eo);
+  std::vector<float> logits;
+  s.forward(ids.data(), int64_t(ids.size()), int64_t(ids.size()), logits);
+  write_whole_file(out, npy_f32({int64_t(ids.size()), V}, logits.data()), force);
+  if (!co.quiet)
+    std::fprintf(stderr, "fp4z eval logits: %zu positions x %lld logits -> %s\n", ids.size(), (long long)V, out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int cmd_eval(int argc, char** argv) {
   CLI::App app{"Evaluate a checkpoint: perplexity / KL divergence (ppl) or MMLU (mmlu)", "fp4z eval"};
   app.require_subcommand(1);
-  CommonOptions ppl_o, mmlu_o;
+  CommonOptions ppl_o, mmlu_o, logits_o;
   auto* ppl = app.add_subcommand("ppl", "perplexity over non-overlapping windows; with --base also KL(base||model)");
   add_common(ppl, ppl_o);
   std::string text, base;
@@ -302,9 +346,21 @@ int cmd_eval(int argc, char** argv) {
   mmlu->add_option("--shots", shots, "few-shot examples (first dev rows)")->check(CLI::Range(0, 5));
   mmlu->add_option("--max-seq-len", max_seq_len, "drop shots while the prompt is longer")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   mmlu->add_flag("--hendrycks-spacing", hendrycks, "original script's header spacing (\"about  abstract algebra.\")");
+  std::string log_samples;
+  bool force = false;
+  mmlu->add_option("--log-samples", log_samples,
+                   "write one JSON line per question (subject, doc_id, prompt, prompt_ids, choice_logits, prediction, gold)");
+  mmlu->add_flag("--force", force, "replace an existing --log-samples file");
+  auto* logits = app.add_subcommand("logits", "logits of every position of one token sequence, as a float32 .npy [tokens, vocab]");
+  add_common(logits, logits_o);
+  std::string ids_text, logits_out;
+  logits->add_option("--ids", ids_text, "token ids, e.g. 1,403,407")->required();
+  logits->add_option("-o,--out", logits_out, "output .npy file")->required();
+  logits->add_flag("--force", force, "replace an existing output");
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
   if (ppl->parsed()) return run_ppl(ppl_o, text, ctx, base, chunks, all_positions);
-  return run_mmlu_cmd(mmlu_o, data, subjects, limit, lim->count() > 0, shots, max_seq_len, hendrycks);
+  if (logits->parsed()) return run_logits_cmd(logits_o, ids_text, logits_out, force);
+  return run_mmlu_cmd(mmlu_o, data, subjects, limit, lim->count() > 0, shots, max_seq_len, hendrycks, log_samples, force);
 }
 
 }  // namespace fp4z::cli

@@ -1,4 +1,4 @@
-// Reading a whole (small) input file into memory.
+// Reading a whole (small) input file into memory; writing a small output file atomically.
 #include "common/file_text.h"
 
 #include <cerrno>
@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/staged_output.h"
 
 namespace fp4z {
 
@@ -17,6 +18,18 @@ std::string read_whole_file(const std::string& path) {
   ss << f.rdbuf();
   if (f.bad()) fail_input(path + ": read error");
   return ss.str();
+}
+
+void write_whole_file(const std::string& path, const std::string& bytes, bool force) {
+  StagedFile staged(path, force);
+  {
+    std::ofstream f(staged.temp, std::ios::binary | std::ios::trunc);
+    if (!f) fail_io(path + ": cannot create: " + std::strerror(errno));
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+    f.flush();
+    if (!f) fail_io(path + ": write error (disk full?)");
+  }
+  staged.commit();
 }
 
 }  // namespace fp4z

@@ -172,7 +172,8 @@ std::array<int32_t, 4> mmlu_letter_ids(const Tokenizer& tok) {
 
 MmluResult run_mmlu(Session& s, const Tokenizer& tok, const std::string& data_dir, const MmluOptions& opt,
                     const std::function<void(int64_t, int64_t)>& on_start,
-                    const std::function<void(int64_t, int64_t)>& progress) {
+                    const std::function<void(int64_t, int64_t)>& progress,
+                    const std::function<void(const MmluSample&)>& on_sample) {
   MmluResult r;
   const auto letters = mmlu_letter_ids(tok);
   const int64_t V = s.model().cfg.vocab;
@@ -203,9 +204,11 @@ MmluResult run_mmlu(Session& s, const Tokenizer& tok, const std::string& data_di
   std::vector<int32_t> cached;  // the ids whose keys/values are in the session's cache
   std::vector<float> logits;
   size_t subj = 0;
+  int64_t index_in_subject = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const MmluPrompt& p = prompts[i];
     if (p.ids.empty()) fail_input("empty MMLU prompt");
+    if (r.per_subject[subj].subject != p.subject) index_in_subject = 0;
     while (r.per_subject[subj].subject != p.subject) ++subj;
     size_t reuse = std::min(common(cached, p.ids), p.ids.size() - 1);
     s.truncate(int64_t(reuse));
@@ -217,6 +220,17 @@ MmluResult run_mmlu(Session& s, const Tokenizer& tok, const std::string& data_di
     for (int c = 1; c < 4; ++c)
       if (logits[size_t(letters[size_t(c)])] > logits[size_t(letters[size_t(best)])]) best = c;
     r.predictions.push_back(best);
+    if (on_sample) {
+      MmluSample sample;
+      sample.subject = p.subject;
+      sample.index = index_in_subject;
+      sample.prompt = &p;
+      for (int c = 0; c < 4; ++c) sample.choice_logits[size_t(c)] = logits[size_t(letters[size_t(c)])];
+      sample.prediction = best;
+      sample.gold = p.answer;
+      on_sample(sample);
+    }
+    ++index_in_subject;
     if (best == p.answer) {
       ++r.correct;
       ++r.per_subject[subj].correct;

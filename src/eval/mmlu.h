@@ -68,10 +68,21 @@ struct MmluResult {
   std::vector<int> predictions;  // per question, in order
 };
 
+// One scored question, as lm-eval's --log_samples records it: what was asked and what the model said.
+struct MmluSample {
+  std::string subject;
+  int64_t index = 0;  // row of the subject's test CSV (0-based)
+  const MmluPrompt* prompt = nullptr;
+  std::array<float, 4> choice_logits{};  // logits of " A" .. " D" after the prompt
+  int prediction = 0, gold = 0;
+};
+
 // Runs the evaluation. The KV cache is reused across prompts for their longest common token
-// prefix (the few-shot prefix within a subject). `progress(questions_done, tokens_forwarded)`.
+// prefix (the few-shot prefix within a subject). `progress(questions_done, tokens_forwarded)`;
+// `on_sample` sees every question in order.
 MmluResult run_mmlu(Session& s, const Tokenizer& tok, const std::string& data_dir, const MmluOptions& opt,
                     const std::function<void(int64_t total_questions, int64_t total_tokens)>& on_start,
-                    const std::function<void(int64_t, int64_t)>& progress);
+                    const std::function<void(int64_t, int64_t)>& progress,
+                    const std::function<void(const MmluSample&)>& on_sample = {});
 
 }  // namespace fp4z

@@ -148,6 +148,21 @@ json quantization_config_ct(const std::vector<std::string>& ignore, bool legacy)
               {"version", legacy ? "0.10.0" : "0.13.0"}};
 }
 
+// compressed-tensors (0.19) decompresses NVFP4 weights to BF16 whatever the model's dtype, so a
+// checkpoint that declares float32/float16 fails in transformers at its first matrix product. NVFP4
+// outputs therefore declare bfloat16 compute; the kept tensors stay exactly as stored (lossless), and
+// fp4z's engine still reads them in their own dtype.
+void declare_bf16_compute(json& cfg) {
+  bool found = false;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (cfg.contains(key)) {
+      cfg[key] = "bfloat16";
+      found = true;
+    }
+  }
+  if (!found) cfg["torch_dtype"] = "bfloat16";
+}
+
 // Weight-count-weighted means over the quantized layers, accumulated in double in layer order
 // (the seed report's aggregate definition; for seed the layer order is the report order).
 void aggregate(QuantizeResult& res) {
@@ -283,6 +298,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   } else {
     cfg["quantization_config"] = quantization_config_ct(ignore, o.legacy_config);
   }
+  declare_bf16_compute(cfg);
   write_json_file(out.path("config.json"), cfg);
   copy_other_files(*src, out, {"config.json", "hf_quant_config.json"});
   out.commit();

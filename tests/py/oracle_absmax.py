@@ -176,6 +176,11 @@ def main():
 
     ignore = ["lm_head"] + [p for p in linear if p in keep]
     cfg["quantization_config"] = quantization_config(ignore)
+    # compressed-tensors decompresses NVFP4 to BF16 whatever the model dtype (checked against the real
+    # library in tests/interop): the output declares bfloat16 compute under whichever dtype key it has.
+    keys = [k for k in ("torch_dtype", "dtype") if k in cfg] or ["torch_dtype"]
+    for k in keys:
+        cfg[k] = "bfloat16"
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     for fn in sorted(os.listdir(args.src)):
