@@ -313,12 +313,16 @@ SHAPES = {
 }
 
 
-def make(arch, weights, out, seed):
+def make(arch, weights, out, seed, untied=False, tied_head="distinct"):
     rng = np.random.default_rng(seed)
     cfg = dict(SHAPES[arch])
+    if untied:
+        cfg["tie_word_embeddings"] = False
     H, I, nh, nkv, d, V = (cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"],
                            cfg["num_key_value_heads"], cfg["head_dim"], cfg["vocab_size"])
     float_dt = "F32" if weights == "f32" else "BF16"
+    if float_dt == "F32":
+        cfg["torch_dtype"] = "float32"  # declared as stored, so loaders (llm-compressor's dtype="auto") keep F32
 
     def store_float(a):
         a = a.astype(np.float32)
@@ -348,7 +352,8 @@ def make(arch, weights, out, seed):
             tensors.append((name + ".weight_scale", "F8_E4M3", s8))
             tensors.append((name + ".weight_scale_2", "F32", np.array(np.float32(1.0) / gs, dtype=np.float32).reshape(())))
 
-    add_float("model.embed_tokens.weight", rng.standard_normal((V, H)))
+    embed = rng.standard_normal((V, H))
+    add_float("model.embed_tokens.weight", embed)
     for i in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % i
         add_float(p + "input_layernorm.weight", 1 + 0.1 * rng.standard_normal(H))
@@ -365,8 +370,13 @@ def make(arch, weights, out, seed):
         add_linear(p + "self_attn.q_proj", nh * d, H)
         add_linear(p + "self_attn.v_proj", nkv * d, H)
     add_float("model.norm.weight", 1 + 0.1 * rng.standard_normal(H))
-    # Qwen3: a stored lm_head that must be IGNORED (tied); Llama: the real, untied head.
-    add_float("lm_head.weight", rng.standard_normal((V, H)) / np.sqrt(H))
+    # Qwen3: a stored lm_head that must be IGNORED (tied); Llama: the real, untied head. With a tied head,
+    # --tied-head copy stores the embedding's values (like Qwen3-0.6B) and absent stores none (like Qwen3-4B).
+    head = rng.standard_normal((V, H)) / np.sqrt(H)
+    if cfg.get("tie_word_embeddings") and tied_head == "copy":
+        head = embed
+    if not (cfg.get("tie_word_embeddings") and tied_head == "absent"):
+        add_float("lm_head.weight", head)
     os.makedirs(out, exist_ok=True)
     if weights.startswith("ct"):
         grp = {"format": "nvfp4-pack-quantized", "targets": ["Linear"], "input_activations": None,
@@ -449,6 +459,9 @@ def main():
     m.add_argument("--weights", required=True, choices=["bf16", "f32", "ct", "ct-w4a4", "modelopt"])
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--untied", action="store_true", help="untied head: lm_head.weight is the classifier")
+    m.add_argument("--tied-head", default="distinct", choices=["distinct", "copy", "absent"],
+                   help="tied models: store lm_head.weight with its own values, the embedding's, or not at all")
     lg = sub.add_parser("logits")
     lg.add_argument("--model", required=True)
     lg.add_argument("--tokens", required=True)
@@ -460,7 +473,7 @@ def main():
     lc.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.cmd == "make":
-        make(a.arch, a.weights, a.out, a.seed)
+        make(a.arch, a.weights, a.out, a.seed, a.untied, a.tied_head)
     elif a.cmd == "logits":
         toks = [int(t) for t in open(a.tokens[1:]).read().replace(",", " ").split()] if a.tokens.startswith("@") \
             else [int(t) for t in a.tokens.split(",")]

@@ -163,6 +163,20 @@ void declare_bf16_compute(json& cfg) {
   if (!found) cfg["torch_dtype"] = "bfloat16";
 }
 
+// True when the config ties the head to the embedding and lm_head.weight is stored with exactly the
+// embedding's bytes (Qwen3-0.6B does this): llm-compressor then saves one shared table, and so does
+// fp4z, byte for byte like it. A stored head with other values is kept (transformers uses it).
+bool redundant_tied_head(const Checkpoint& src, const json& cfg) {
+  if (!cfg.value("tie_word_embeddings", false)) return false;
+  const TensorRef* head = src.find("lm_head.weight");
+  const TensorRef* embed = src.find("model.embed_tokens.weight");
+  if (!head || !embed || head->info->dtype != embed->info->dtype || head->info->shape != embed->info->shape) return false;
+  bool same = std::memcmp(head->data(), embed->data(), head->info->nbytes()) == 0;
+  release_tensor(*head);
+  release_tensor(*embed);
+  return same;
+}
+
 // Weight-count-weighted means over the quantized layers, accumulated in double in layer order
 // (the seed report's aggregate definition; for seed the layer order is the report order).
 void aggregate(QuantizeResult& res) {
@@ -195,9 +209,11 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   if (plan.quantized.empty()) fail_input(o.source + ": no Linear weight can be quantized");
   const bool modelopt = o.format == "modelopt";
   std::set<std::string> qset(plan.quantized.begin(), plan.quantized.end());
+  const bool drop_head = redundant_tied_head(*src, cfg);
 
   std::vector<TensorSpec> specs;
   for (const auto& n : src->names) {
+    if (drop_head && n == "lm_head.weight") continue;
     const TensorInfo& t = *src->get(n).info;
     if (ends_with(n, ".weight") && qset.count(strip_suffix(n, ".weight"))) {
       std::string m = strip_suffix(n, ".weight");
@@ -240,6 +256,10 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   for (const auto& n : src->names) {
     const TensorRef& r = src->get(n);
+    if (drop_head && n == "lm_head.weight") {
+      prog.advance(1, r.info->nbytes(), n);
+      continue;
+    }
     std::string m = ends_with(n, ".weight") ? strip_suffix(n, ".weight") : "";
     if (m.empty() || !qset.count(m)) {
       copy_tensor(writer, n, r);

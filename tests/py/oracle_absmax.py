@@ -161,7 +161,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     out = []
     qset = set(quantized)
+    # A tied head stored with the embedding's exact bytes is dropped (one shared table), as llm-compressor does.
+    drop_head = (cfg.get("tie_word_embeddings", False) and "lm_head.weight" in ck.names
+                 and "model.embed_tokens.weight" in ck.names
+                 and ck.info("lm_head.weight") == ck.info("model.embed_tokens.weight")
+                 and bytes(ck.raw_bytes("lm_head.weight")) == bytes(ck.raw_bytes("model.embed_tokens.weight")))
     for n in ck.names:
+        if drop_head and n == "lm_head.weight":
+            continue
         dtype, shape = ck.info(n)
         p = n[: -len(".weight")] if n.endswith(".weight") else None
         if p in qset:
