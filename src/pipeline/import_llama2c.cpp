@@ -277,11 +277,12 @@ ImportLlama2cResult import_llama2c(const ImportLlama2cOptions& opt) {
   tc["bos_token"] = special_token_content(tok_json, kLlama2cBosId, "<s>");
   tc["clean_up_tokenization_spaces"] = false;
   tc["eos_token"] = special_token_content(tok_json, kLlama2cEosId, "</s>");
-  tc["legacy"] = true;
   tc["model_max_length"] = h.seq_len;
   tc["pad_token"] = nullptr;
-  tc["sp_model_kwargs"] = nlohmann::ordered_json::object();
-  tc["tokenizer_class"] = "LlamaTokenizerFast";
+  // PreTrainedTokenizerFast runs tokenizer.json exactly as written, which encodes like run.c. The
+  // LlamaTokenizer(Fast) class of transformers 5 rebuilds its own pipeline (Metaspace, no dummy-prefix
+  // normalizer) and then encodes text that starts with a space differently (" " -> 1 token, not 2).
+  tc["tokenizer_class"] = "PreTrainedTokenizerFast";
   tc["unk_token"] = special_token_content(tok_json, kLlama2cUnkId, "<unk>");
   write_json_file(out.path("tokenizer_config.json"), tc);
 
