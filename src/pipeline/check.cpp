@@ -229,7 +229,7 @@ struct Checker {
               "some transformers versions crash or refuse to load the file");
       else if (fmt != "pt")
         error("metadata", file, "safetensors __metadata__ format is \"" + fmt + "\", not \"pt\"",
-              "transformers refuses files whose format is not pt (or loads them through another framework)");
+              "transformers 4.x refuses files whose format is not pt/tf/flax/mlx (5.17 loads them); vLLM expects pt");
     }
   }
 
