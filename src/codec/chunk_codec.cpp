@@ -221,6 +221,20 @@ std::string decode_stream(const uint8_t* data, size_t size, size_t* pos, uint8_t
   return err;
 }
 
+namespace {
+
+// zstd frame of raw[0..n) in `out`; false when zstd fails or does not shrink the data.
+bool zstd_frame(const uint8_t* raw, size_t n, int level, std::vector<uint8_t>& out, CodecScratch& scratch) {
+  if (!scratch.cctx) scratch.cctx = ZSTD_createCCtx();
+  out.resize(ZSTD_compressBound(n));
+  size_t r = ZSTD_compressCCtx(scratch.cctx, out.data(), out.size(), raw, n, level);
+  if (ZSTD_isError(r) || r >= n) return false;
+  out.resize(r);
+  return true;
+}
+
+}  // namespace
+
 ChunkCodec encode_chunk(ChunkCodec want, const uint8_t* raw, size_t n, int zstd_level, std::vector<uint8_t>& payload,
                         CodecScratch& scratch) {
   payload.clear();
@@ -229,18 +243,12 @@ ChunkCodec encode_chunk(ChunkCodec want, const uint8_t* raw, size_t n, int zstd_
   size_t m = n / es;
   switch (want) {
     case ChunkCodec::kRaw: break;
-    case ChunkCodec::kZstd: {
-      if (!scratch.cctx) scratch.cctx = ZSTD_createCCtx();
-      payload.resize(ZSTD_compressBound(n));
-      size_t r = ZSTD_compressCCtx(scratch.cctx, payload.data(), payload.size(), raw, n, zstd_level);
-      if (ZSTD_isError(r) || r >= n) break;
-      payload.resize(r);
-      return want;
-    }
+    case ChunkCodec::kZstd:
+      if (zstd_frame(raw, n, zstd_level, payload, scratch)) return want;
+      break;
     case ChunkCodec::kBytes:
       encode_stream(raw, n, payload, scratch);
-      if (payload.size() >= n) break;
-      return want;
+      break;
     case ChunkCodec::kSplitBF16:
     case ChunkCodec::kSplitF16:
     case ChunkCodec::kSplitF32: {
@@ -250,9 +258,18 @@ ChunkCodec encode_chunk(ChunkCodec want, const uint8_t* raw, size_t n, int zstd_
       else if (want == ChunkCodec::kSplitF16) split_f16(raw, m, p, p + m);
       else split_f32(raw, m, p, p + m, p + 2 * m, p + 3 * m);
       for (unsigned k = 0; k < es; ++k) encode_stream(p + k * m, m, payload, scratch);
-      if (payload.size() >= n) break;
-      return want;
+      break;
     }
+  }
+  if (want != ChunkCodec::kRaw && want != ChunkCodec::kZstd) {  // an entropy-coded chunk
+    const bool coded_smaller = payload.size() < n;
+    // Small chunks pay a frequency table per stream; zstd's adaptive coding may do better there.
+    if (n <= kSmallChunkBytes && zstd_frame(raw, n, std::max(zstd_level, kSmallChunkZstdLevel), scratch.alt, scratch) &&
+        (!coded_smaller || scratch.alt.size() < payload.size())) {
+      payload.swap(scratch.alt);
+      return ChunkCodec::kZstd;
+    }
+    if (coded_smaller) return want;
   }
   payload.assign(raw, raw + n);
   return ChunkCodec::kRaw;

@@ -36,6 +36,7 @@ struct CodecScratch {
   std::vector<uint8_t> planes;     // de-interleaved byte planes
   std::vector<uint16_t> words;     // rANS words of one stream
   std::vector<uint8_t> check;      // verify-after-encode buffer
+  std::vector<uint8_t> alt;        // the zstd alternative of a small chunk
   rans::DecodeTable table;
   ZSTD_CCtx* cctx = nullptr;
   ZSTD_DCtx* dctx = nullptr;
@@ -50,8 +51,12 @@ struct CodecScratch {
 };
 
 // Encodes raw[0..n) as `want` (n must be a multiple of its element size), appending the payload to
-// `payload` (cleared first). Falls back to kRaw when the coded form would not be smaller; returns the
-// codec actually used.
+// `payload` (cleared first). Falls back to kRaw when the coded form would not be smaller, and for an
+// entropy-coded chunk of at most kSmallChunkBytes also tries zstd at level >= kSmallChunkZstdLevel,
+// keeping the smaller (small tensors pay a frequency table per stream that zstd's adaptive coding
+// does not). Returns the codec actually used.
+constexpr size_t kSmallChunkBytes = size_t(64) << 10;
+constexpr int kSmallChunkZstdLevel = 19;
 ChunkCodec encode_chunk(ChunkCodec want, const uint8_t* raw, size_t n, int zstd_level, std::vector<uint8_t>& payload,
                         CodecScratch& scratch);
 
