@@ -215,7 +215,7 @@ namespace {
 
 // Starts `argv`, waits for a staging name ".<out_name>.tmp-" in `dir`, sends `sig`, returns the result.
 ChildResult interrupt_run(const std::vector<std::string>& argv, const std::string& dir, const std::string& out_name,
-                          int sig, const std::string& io_dir) {
+                          int sig, const std::string& io_dir, int settle_ms = 20) {
   Child c = spawn_child(argv, io_dir);
   ChildResult ended;
   bool running = wait_until_running(c, [&] { return !names_with_prefix(dir, "." + out_name + ".tmp-").empty(); }, 60, &ended);
@@ -223,7 +223,7 @@ ChildResult interrupt_run(const std::vector<std::string>& argv, const std::strin
     ADD_FAILURE() << "the run ended (code " << ended.code << ") before it could be interrupted: " << ended.err;
     return ended;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the workers get going
+  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));  // let the workers get going
   kill(c.pid, sig);
   return wait_child(c);
 }
@@ -253,6 +253,30 @@ TEST(Interruption, DecompressLeavesNothingOnSigterm) {
   ChildResult r = interrupt_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "out/restored", "--threads", "1", "-q"},
                                 tmp / "out", "restored", SIGTERM, tmp.path);
   EXPECT_EQ(r.code, 143) << r.err;
+  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+}
+
+TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
+  TempDir tmp("fp4z-safety");
+  CommandResult g = run_command(kPython + " " + q(kSourceDir + "/tests/py/gen_checkpoint.py") + " " + q(tmp / "src") +
+                                " --scale 4 --layers 2 --seed 5");
+  ASSERT_EQ(g.code, 0) << g.err;
+  fs::create_directories(tmp / "out");
+  ChildResult r = interrupt_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"},
+                                tmp / "out", "q", SIGINT, tmp.path, 0);
+  EXPECT_EQ(r.code, 130) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+
+  Child c = spawn_child({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"}, tmp.path);
+  ChildResult ended;
+  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp / "out", ".q.tmp-").empty(); }, 60, &ended))
+      << ended.err;
+  ASSERT_EQ(truncate((tmp / "src/model.safetensors").c_str(), 1 << 20), 0);
+  r = wait_child(c);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("model.safetensors: input file was truncated"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(tmp / "out"));
 }
 
@@ -404,6 +428,22 @@ TEST(TruncatedInput, CompressOfAShrinkingFileFailsCleanly) {
   EXPECT_NE(r.err.find("a.txt"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "x.fp4z"));
   EXPECT_TRUE(names_with_prefix(tmp.path, ".x.fp4z.").empty());
+}
+
+TEST(TruncatedInput, DecompressOfAShrinkingContainerFailsCleanly) {
+  TempDir tmp("fp4z-safety");
+  write_text(tmp / "z.fp4z", craft_container({zero_file("zeros.bin", 6)}));
+  Child c = spawn_child({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "restored", "--threads", "1", "-q"}, tmp.path);
+  ChildResult ended;
+  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp.path, ".restored.tmp-").empty(); }, 60, &ended))
+      << ended.err;
+  ASSERT_EQ(truncate((tmp / "z.fp4z").c_str(), 4096), 0);
+  ChildResult r = wait_child(c);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("z.fp4z"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "restored"));
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".restored.").empty());
 }
 
 // ---- 6. declared output size against free space -------------------------------------------------

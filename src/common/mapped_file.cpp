@@ -99,6 +99,15 @@ std::string mapped_input_fault() {
   return std::string(g_fault_path) + ": input file was truncated while it was being read";
 }
 
+std::string mapped_file_at(const void* addr) {
+  const uint8_t* a = static_cast<const uint8_t*>(addr);
+  for (size_t i = 0; i < kMappingSlots; ++i) {
+    const uint8_t* b = g_slots[i].begin.load(std::memory_order_acquire);
+    if (b && a >= b && a < b + g_slots[i].size.load(std::memory_order_relaxed)) return g_slots[i].path;
+  }
+  return "";
+}
+
 MappedFile::MappedFile(MappedFile&& o) noexcept
     : path(std::move(o.path)), data(std::exchange(o.data, nullptr)), size(std::exchange(o.size, 0)) {}
 

@@ -31,6 +31,10 @@ MappedFile map_file(const std::string& path);
 // to publish, and main turns it into exit 2. SIGBUS outside any mapping keeps its default action.
 std::string mapped_input_fault();
 
+// Path of the live mapping that holds `addr`, or "" if none. A write(2) from a mapped input that
+// shrank fails with EFAULT instead of raising SIGBUS; writers use this to name the input.
+std::string mapped_file_at(const void* addr);
+
 // Hints the kernel that [offset, offset+len) will not be needed again (keeps RSS bounded).
 void release_pages(const MappedFile& f, size_t offset, size_t len);
 

@@ -291,6 +291,10 @@ void pwrite_all(int fd, const void* data, uint64_t n, uint64_t off, const std::s
     ssize_t w = ::pwrite(fd, p, size_t(std::min<uint64_t>(n, 1u << 30)), off_t(off));
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (errno == EFAULT) {
+        std::string input = mapped_file_at(p);
+        if (!input.empty()) fail_input(input + ": input file was truncated while it was being read");
+      }
       fail_io(path + ": write failed: " + std::strerror(errno));
     }
     p += w;
