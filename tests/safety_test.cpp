@@ -213,19 +213,42 @@ TEST(OutputNeverInput, DecompressCompressImport) {
 
 namespace {
 
-// Starts `argv`, waits for a staging name ".<out_name>.tmp-" in `dir`, sends `sig`, returns the result.
-ChildResult interrupt_run(const std::vector<std::string>& argv, const std::string& dir, const std::string& out_name,
-                          int sig, const std::string& io_dir, int settle_ms = 20) {
+// Starts `argv`, waits for the staging name `staging_prefix` in `dir`, runs `meanwhile(child)` while
+// the command works (signal it, truncate an input, create the output...), and returns the result.
+template <class Action>
+ChildResult during_run(const std::vector<std::string>& argv, const std::string& dir, const std::string& staging_prefix,
+                       Action meanwhile, const std::string& io_dir) {
   Child c = spawn_child(argv, io_dir);
   ChildResult ended;
-  bool running = wait_until_running(c, [&] { return !names_with_prefix(dir, "." + out_name + ".tmp-").empty(); }, 60, &ended);
-  if (!running) {
-    ADD_FAILURE() << "the run ended (code " << ended.code << ") before it could be interrupted: " << ended.err;
+  if (!wait_until_running(c, [&] { return !names_with_prefix(dir, staging_prefix).empty(); }, 60, &ended)) {
+    ADD_FAILURE() << "the run ended (code " << ended.code << ") before it could be disturbed: " << ended.err;
     return ended;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));  // let the workers get going
-  kill(c.pid, sig);
+  meanwhile(c);
   return wait_child(c);
+}
+
+auto truncate_to(const std::string& path, off_t size) {
+  return [=](const Child&) { EXPECT_EQ(truncate(path.c_str(), size), 0); };
+}
+
+// Sends `sig` after `settle_ms` (to let the workers get going).
+auto signal_after(int sig, int settle_ms) {
+  return [=](const Child& c) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+    kill(c.pid, sig);
+  };
+}
+
+// A failed run: exit `code`, one line naming `needle`, and neither the output `out_name` nor any
+// staging name of it left in `dir`.
+void expect_clean_failure(const ChildResult& r, int code, const std::string& needle, const std::string& dir,
+                          const std::string& out_name) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/" + out_name));
+  EXPECT_TRUE(names_with_prefix(dir, "." + out_name + ".").empty());
 }
 
 }  // namespace
@@ -236,9 +259,10 @@ TEST(Interruption, CompressLeavesNothingOnSigintSigtermSighup) {
   const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
   const int codes[] = {130, 143, 129};
   for (int i = 0; i < 3; ++i) {
-    ChildResult r = interrupt_run({kFp4z, "compress", tmp / "in", "-o", tmp / "out/x.fp4z", "--zstd-level", "22",
-                                   "--threads", "1", "-q"},
-                                  (fs::create_directories(tmp / "out"), tmp / "out"), "x.fp4z", sigs[i], tmp.path);
+    fs::create_directories(tmp / "out");
+    ChildResult r = during_run({kFp4z, "compress", tmp / "in", "-o", tmp / "out/x.fp4z", "--zstd-level", "22", "--threads",
+                                "1", "-q"},
+                               tmp / "out", ".x.fp4z.tmp-", signal_after(sigs[i], 20), tmp.path);
     EXPECT_EQ(r.code, codes[i]) << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
     EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
@@ -250,8 +274,8 @@ TEST(Interruption, DecompressLeavesNothingOnSigterm) {
   TempDir tmp("fp4z-safety");
   write_text(tmp / "z.fp4z", craft_container({zero_file("zeros.bin", 6)}));
   fs::create_directories(tmp / "out");
-  ChildResult r = interrupt_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "out/restored", "--threads", "1", "-q"},
-                                tmp / "out", "restored", SIGTERM, tmp.path);
+  ChildResult r = during_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "out/restored", "--threads", "1", "-q"},
+                             tmp / "out", ".restored.tmp-", signal_after(SIGTERM, 20), tmp.path);
   EXPECT_EQ(r.code, 143) << r.err;
   EXPECT_TRUE(fs::is_empty(tmp / "out"));
 }
@@ -262,18 +286,14 @@ TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
                                 " --scale 4 --layers 2 --seed 5");
   ASSERT_EQ(g.code, 0) << g.err;
   fs::create_directories(tmp / "out");
-  ChildResult r = interrupt_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"},
-                                tmp / "out", "q", SIGINT, tmp.path, 0);
+  ChildResult r = during_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"},
+                             tmp / "out", ".q.tmp-", signal_after(SIGINT, 0), tmp.path);
   EXPECT_EQ(r.code, 130) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_TRUE(fs::is_empty(tmp / "out"));
 
-  Child c = spawn_child({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"}, tmp.path);
-  ChildResult ended;
-  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp / "out", ".q.tmp-").empty(); }, 60, &ended))
-      << ended.err;
-  ASSERT_EQ(truncate((tmp / "src/model.safetensors").c_str(), 1 << 20), 0);
-  r = wait_child(c);
+  r = during_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"}, tmp / "out",
+                 ".q.tmp-", truncate_to(tmp / "src/model.safetensors", 1 << 20), tmp.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_NE(r.err.find("model.safetensors: input file was truncated"), std::string::npos) << r.err;
@@ -320,13 +340,8 @@ TEST(AtomicReplacement, ForceSwapsInACompleteOutput) {
 TEST(AtomicReplacement, OutputAppearingDuringRunIsKeptWithoutForce) {
   TempDir tmp("fp4z-safety");
   write_text(tmp / "in/a.txt", slow_text(8 << 20));
-  Child c = spawn_child({kFp4z, "compress", tmp / "in", "-o", tmp / "x.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
-                        tmp.path);
-  ChildResult ended;
-  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp.path, ".x.fp4z.tmp-").empty(); }, 60, &ended))
-      << ended.err;
-  write_text(tmp / "x.fp4z", "someone else's file");
-  ChildResult r = wait_child(c);
+  ChildResult r = during_run({kFp4z, "compress", tmp / "in", "-o", tmp / "x.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
+                             tmp.path, ".x.fp4z.tmp-", [&](const Child&) { write_text(tmp / "x.fp4z", "someone else's file"); }, tmp.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("appeared"), std::string::npos) << r.err;
   EXPECT_EQ(read_text(tmp / "x.fp4z"), "someone else's file");
@@ -334,11 +349,8 @@ TEST(AtomicReplacement, OutputAppearingDuringRunIsKeptWithoutForce) {
 
   // A directory output (decompress): a non-empty directory created meanwhile is not replaced.
   write_text(tmp / "z.fp4z", craft_container({zero_file("zeros.bin", 4)}));
-  c = spawn_child({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "restored", "--threads", "1", "-q"}, tmp.path);
-  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp.path, ".restored.tmp-").empty(); }, 60, &ended))
-      << ended.err;
-  write_text(tmp / "restored/mine.txt", "keep me");
-  r = wait_child(c);
+  r = during_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "restored", "--threads", "1", "-q"}, tmp.path,
+                 ".restored.tmp-", [&](const Child&) { write_text(tmp / "restored/mine.txt", "keep me"); }, tmp.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_EQ(read_text(tmp / "restored/mine.txt"), "keep me");
   EXPECT_FALSE(fs::exists(tmp / "restored/zeros.bin"));
@@ -416,34 +428,17 @@ TEST(TruncatedInput, MappedReadsSeeZerosAndTheFileIsNamed) {
 TEST(TruncatedInput, CompressOfAShrinkingFileFailsCleanly) {
   TempDir tmp("fp4z-safety");
   write_text(tmp / "in/a.txt", slow_text(24 << 20));
-  Child c = spawn_child({kFp4z, "compress", tmp / "in", "-o", tmp / "x.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
-                        tmp.path);
-  ChildResult ended;
-  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp.path, ".x.fp4z.tmp-").empty(); }, 60, &ended))
-      << ended.err;
-  ASSERT_EQ(truncate((tmp / "in/a.txt").c_str(), 4096), 0);
-  ChildResult r = wait_child(c);
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_TRUE(one_line(r.err)) << r.err;
-  EXPECT_NE(r.err.find("a.txt"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(tmp / "x.fp4z"));
-  EXPECT_TRUE(names_with_prefix(tmp.path, ".x.fp4z.").empty());
+  ChildResult r = during_run({kFp4z, "compress", tmp / "in", "-o", tmp / "x.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
+                             tmp.path, ".x.fp4z.tmp-", truncate_to(tmp / "in/a.txt", 4096), tmp.path);
+  expect_clean_failure(r, 2, "a.txt", tmp.path, "x.fp4z");
 }
 
 TEST(TruncatedInput, DecompressOfAShrinkingContainerFailsCleanly) {
   TempDir tmp("fp4z-safety");
   write_text(tmp / "z.fp4z", craft_container({zero_file("zeros.bin", 6)}));
-  Child c = spawn_child({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "restored", "--threads", "1", "-q"}, tmp.path);
-  ChildResult ended;
-  ASSERT_TRUE(wait_until_running(c, [&] { return !names_with_prefix(tmp.path, ".restored.tmp-").empty(); }, 60, &ended))
-      << ended.err;
-  ASSERT_EQ(truncate((tmp / "z.fp4z").c_str(), 4096), 0);
-  ChildResult r = wait_child(c);
-  EXPECT_EQ(r.code, 2) << r.err;
-  EXPECT_TRUE(one_line(r.err)) << r.err;
-  EXPECT_NE(r.err.find("z.fp4z"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(tmp / "restored"));
-  EXPECT_TRUE(names_with_prefix(tmp.path, ".restored.").empty());
+  ChildResult r = during_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "restored", "--threads", "1", "-q"},
+                             tmp.path, ".restored.tmp-", truncate_to(tmp / "z.fp4z", 4096), tmp.path);
+  expect_clean_failure(r, 2, "z.fp4z", tmp.path, "restored");
 }
 
 // ---- 6. declared output size against free space -------------------------------------------------

@@ -98,6 +98,8 @@ std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir) {
   for (const auto& f : shard_files) {
     ck->files.push_back(open_safetensors(dir + "/" + f));
     const SafetensorsFile* sf = ck->files.back().get();
+    ck->by_name.reserve(ck->by_name.size() + sf->tensors.size());
+    ck->names.reserve(ck->names.size() + sf->tensors.size());
     for (size_t i : sf->by_offset) {
       const TensorInfo& t = sf->tensors[i];
       if (ck->sharded) {

@@ -218,6 +218,9 @@ void parse_safetensors_header(const uint8_t* data, size_t size, const std::strin
   out.tensors.clear();
   out.metadata.clear();
   out.index.clear();
+  // Every entry takes at least 48 header bytes, so this bound never over-reserves past the input.
+  out.index.reserve(size_t(n / 48));
+  out.tensors.reserve(size_t(n / 48));
   HeaderReader reader(out);
   bool parsed = false;
   try {
