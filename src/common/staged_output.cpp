@@ -38,7 +38,7 @@ std::string temp_sibling(const std::string& target, const char* tag) {
   char suffix[48];
   std::snprintf(suffix, sizeof suffix, ".%s-%d-%08x", tag, int(getpid()), unsigned(rd()));
   fs::path parent = t.parent_path();
-  std::string name = "." + t.filename().string() + suffix;
+  std::string name = std::string(".").append(t.filename().string()).append(suffix);
   return parent.empty() ? name : (parent / name).string();
 }
 
@@ -147,7 +147,7 @@ void remove_tree(const std::string& path) {
 
 void remove_stale_staging(const std::string& target) {
   fs::path t = normal_target(target);
-  std::string base = "." + t.filename().string() + ".";
+  std::string base = std::string(".").append(t.filename().string()).append(".");
   fs::path parent = t.parent_path();
   std::string dir = parent.empty() ? "." : parent.string();
   DIR* d = ::opendir(dir.c_str());
