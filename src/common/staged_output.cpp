@@ -161,7 +161,7 @@ void remove_stale_staging(const std::string& target) {
     if (!old && rest.compare(0, 4, "tmp-") != 0) continue;
     char* end = nullptr;
     long pid = std::strtol(rest.c_str() + 4, &end, 10);
-    if (pid <= 0 || !end || *end != '-' || std::strlen(end + 1) != 8) continue;
+    if (pid <= 0 || !end || *end != '-' || std::strlen(end + 1) < 8) continue;  // "...-<hex>[.interrupted]"
     if (pid == long(getpid())) continue;
     if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
     stale.emplace_back((parent.empty() ? fs::path(name) : parent / name).string(), old);
