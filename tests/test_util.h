@@ -64,3 +64,151 @@ inline CommandResult run_command(const std::string& cmd) {
 }
 
 }  // namespace fp4z::testing
+
+// ---- child processes without a shell (signals, resource use) --------------------------------
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace fp4z::testing {
+
+// A started child: its pid and the files that receive its stdout and stderr.
+struct Child {
+  pid_t pid = -1;
+  std::string out_path, err_path;
+};
+
+// What a finished child did: exit status (128 + signal when killed), its own CPU time (user+sys)
+// and peak resident memory, both from wait4 (so earlier children of the test do not count).
+struct ChildResult {
+  int code = -1;
+  double cpu_s = 0;
+  long max_rss_kb = 0;
+  std::string out, err;
+};
+
+// Starts argv[0] with arguments argv[1..] (no shell), stdout/stderr into files under `io_dir`.
+inline Child spawn_child(const std::vector<std::string>& argv, const std::string& io_dir) {
+  Child c;
+  c.out_path = io_dir + "/child.out";
+  c.err_path = io_dir + "/child.err";
+  // posix_spawn (vfork-like) rather than fork: a forked copy of this test process would count
+  // toward the child's peak RSS (Linux keeps the high-water mark across exec).
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, c.out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, c.err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  if (posix_spawn(&c.pid, args[0], &fa, nullptr, args.data(), environ) != 0) c.pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return c;
+}
+
+inline ChildResult result_of(const Child& c, int status, const struct rusage& ru) {
+  ChildResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  r.cpu_s = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  r.max_rss_kb = ru.ru_maxrss;
+  r.out = read_text(c.out_path);
+  r.err = read_text(c.err_path);
+  return r;
+}
+
+// Waits for the child to end.
+inline ChildResult wait_child(const Child& c) {
+  int status = 0;
+  struct rusage ru{};
+  while (wait4(c.pid, &status, 0, &ru) < 0 && errno == EINTR) {
+  }
+  return result_of(c, status, ru);
+}
+
+// Linux keeps a process's peak RSS across fork and exec, so a child forked from a big test process
+// reports the test's peak, not its own. run_measured therefore re-executes this (small, fresh) test
+// binary with FP4Z_MEASURE_CHILD=<file>; before main, that copy runs the command after "--" in its
+// argv, waits for it with wait4 and writes "code cpu_s max_rss_kb" to <file>.
+struct MeasureChildMode {
+  MeasureChildMode() {
+    const char* report = std::getenv("FP4Z_MEASURE_CHILD");
+    if (!report) return;
+    std::string cmdline = read_text("/proc/self/cmdline");
+    std::vector<std::string> argv;
+    for (size_t at = 0; at < cmdline.size();) {
+      size_t end = cmdline.find('\0', at);
+      argv.push_back(cmdline.substr(at, end - at));
+      at = end + 1;
+    }
+    auto dash = std::find(argv.begin(), argv.end(), "--");
+    if (dash == argv.end()) _exit(126);
+    std::vector<char*> args;
+    for (auto it = dash + 1; it != argv.end(); ++it) args.push_back(it->data());
+    args.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    int status = 0;
+    struct rusage ru{};
+    wait4(pid, &status, 0, &ru);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    double cpu = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    std::ofstream(report) << code << " " << cpu << " " << ru.ru_maxrss << "\n";
+    _exit(0);
+  }
+};
+inline MeasureChildMode measure_child_mode;
+
+// Runs a command to its end and measures it (see ChildResult): its own CPU time and peak RSS.
+inline ChildResult run_measured(const std::vector<std::string>& argv) {
+  TempDir io("fp4z-child");
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> wrapped = {self, "--"};
+  wrapped.insert(wrapped.end(), argv.begin(), argv.end());
+  setenv("FP4Z_MEASURE_CHILD", (io / "rusage").c_str(), 1);
+  Child c = spawn_child(wrapped, io.path);
+  unsetenv("FP4Z_MEASURE_CHILD");
+  ChildResult r = wait_child(c);
+  std::istringstream(read_text(io / "rusage")) >> r.code >> r.cpu_s >> r.max_rss_kb;
+  return r;
+}
+
+// Polls (every millisecond, up to timeout_s) until ready() holds while the child still runs. Returns
+// false if the child ended first (*ended then holds its result) or the time ran out.
+template <class Ready>
+bool wait_until_running(const Child& c, Ready ready, double timeout_s, ChildResult* ended) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < until) {
+    if (ready()) return true;
+    int status = 0;
+    struct rusage ru{};
+    if (wait4(c.pid, &status, WNOHANG, &ru) == c.pid) {
+      *ended = result_of(c, status, ru);
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// Names in `dir` that begin with `prefix` (e.g. the staging names ".OUT.tmp-...").
+inline std::vector<std::string> names_with_prefix(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> hits;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.compare(0, prefix.size(), prefix) == 0) hits.push_back(n);
+  }
+  return hits;
+}
+
+}  // namespace fp4z::testing

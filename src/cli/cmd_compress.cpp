@@ -4,6 +4,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/path_guard.h"
 #include "codec/container.h"
 #include "format/safetensors.h"
 
@@ -27,6 +28,7 @@ int cmd_compress(int argc, char** argv) {
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
   opt.coded_chunk = parse_size(chunk);
   if (opt.coded_chunk < (64u << 10) || opt.coded_chunk > (16u << 20)) fail_input("--chunk-size must be within 64KiB..16MiB");
+  require_output_apart(out, {dir}, "-o");
   codec::CompressSummary s = codec::compress_directory(dir, out, opt);
   if (!opt.quiet) {
     std::printf("%s: %llu files, %llu -> %llu bytes (%.2f%%), %llu chunks, %.1f s (%.0f MB/s)\n", out.c_str(),

@@ -4,6 +4,8 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/path_guard.h"
+#include "common/printable.h"
 #include "codec/container.h"
 #include "common/parallel.h"
 
@@ -24,18 +26,19 @@ void print_list(const codec::Container& c) {
   std::printf("%14s %14s %8s  %s\n", "bytes", "stored", "ratio", "path");
   for (const codec::FileEntry& f : idx.files) {
     if (f.is_dir) {
-      std::printf("%14s %14s %8s  %s/\n", "-", "-", "-", f.path.c_str());
+      std::printf("%14s %14s %8s  %s/\n", "-", "-", "-", printable(f.path).c_str());
       continue;
     }
     uint64_t stored = 0;
     for (uint64_t k = f.first_chunk; k < f.first_chunk + f.n_chunks; ++k) stored += idx.chunks[size_t(k)].payload_size;
     std::printf("%14llu %14llu %7.2f%%  %s\n", (unsigned long long)f.size, (unsigned long long)stored,
-                f.size ? 100.0 * double(stored) / double(f.size) : 100.0, f.path.c_str());
+                f.size ? 100.0 * double(stored) / double(f.size) : 100.0, printable(f.path).c_str());
   }
   if (!idx.tensors.empty()) std::printf("\n%-10s %-8s %-20s %14s  %s\n", "role", "dtype", "shape", "bytes", "tensor");
   for (const codec::TensorEntry& t : idx.tensors)
-    std::printf("%-10s %-8s %-20s %14llu  %s:%s\n", codec::role_name(t.role), t.dtype.c_str(), shape_text(t.shape).c_str(),
-                (unsigned long long)t.size, idx.files[t.file].path.c_str(), t.name.c_str());
+    std::printf("%-10s %-8s %-20s %14llu  %s:%s\n", codec::role_name(t.role), printable(t.dtype).c_str(),
+                shape_text(t.shape).c_str(), (unsigned long long)t.size, printable(idx.files[t.file].path).c_str(),
+                printable(t.name).c_str());
 }
 
 }  // namespace
@@ -63,11 +66,17 @@ int cmd_decompress(int argc, char** argv) {
     return 0;
   }
   if (test) {
+    // The declared size first: what a restore would need, before the (long) verification.
+    if (!quiet)
+      std::printf("%s: declares %zu entries, %llu bytes\n", printable(in).c_str(), c.index.files.size(),
+                  (unsigned long long)codec::declared_size(c.index));
+    std::fflush(stdout);
     codec::verify_container(c, threads);
     if (!quiet) std::printf("%s: %zu chunks OK\n", in.c_str(), c.index.chunks.size());
     return 0;
   }
   if (out.empty()) fail_input("-o is required (or use --list / --test)");
+  require_output_apart(out, {in}, "-o");
   if (!tensor.empty()) codec::extract_tensor(c, tensor, out, threads, force);
   else codec::decompress_to_dir(c, out, threads, force, quiet);
   return 0;

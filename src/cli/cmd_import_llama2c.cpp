@@ -4,6 +4,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/path_guard.h"
 #include "pipeline/import_llama2c.h"
 
 namespace fp4z::cli {
@@ -21,6 +22,7 @@ int cmd_import_llama2c(int argc, char** argv) {
   app.add_flag("--force", opt.force, "replace an existing non-empty output directory");
   app.add_flag("-q,--quiet", opt.quiet, "no progress output");
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
+  require_output_apart(opt.out_dir, {opt.model_path, opt.tokenizer_path}, "--out");
   opt.dtype = dtype == "bf16" ? DType::BF16 : dtype == "f16" ? DType::F16 : DType::F32;
   ImportLlama2cResult r = import_llama2c(opt);
   const Llama2cHeader& h = r.header;

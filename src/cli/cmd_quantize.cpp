@@ -4,6 +4,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/cpu.h"
+#include "common/path_guard.h"
 #include "format/safetensors.h"
 #include "pipeline/quantize.h"
 
@@ -37,6 +38,7 @@ int cmd_quantize(int argc, char** argv) {
   o.isa = detect_isa();
   if (o.method == "seed" && o.template_dir.empty()) fail_input("--method seed needs --template NVFP4_DIR");
   if (o.method == "absmax" && !o.template_dir.empty()) fail_input("--template is only used by --method seed");
+  require_output_apart(o.out, {o.source, o.template_dir}, "--out");
 
   QuantizeResult r = quantize_checkpoint(o);
 

@@ -6,6 +6,9 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/mapped_file.h"
+#include "common/printable.h"
+#include "common/signals.h"
 
 namespace {
 
@@ -47,10 +50,22 @@ int main(int argc, char** argv) {
   }
   for (const auto& s : kSubcommands) {
     if (name != s.name) continue;
+    fp4z::install_interrupt_handler(s.name);
+    // A mapped input truncated under us was read as zeros (common/mapped_file.h): whatever the
+    // command concluded from them, the one true statement is that the input changed.
+    auto truncated_input = [&]() -> int {
+      std::string fault = fp4z::mapped_input_fault();
+      if (fault.empty()) return -1;
+      std::fprintf(stderr, "fp4z %s: error: %s\n", s.name, fp4z::printable(fault).c_str());
+      return fp4z::kExitInput;
+    };
     try {
-      return s.run(argc - 1, argv + 1);
+      int code = s.run(argc - 1, argv + 1);
+      int fault = truncated_input();
+      return fault >= 0 ? fault : code;
     } catch (const fp4z::Error& e) {
-      std::fprintf(stderr, "fp4z %s: error: %s\n", s.name, e.what());
+      if (int fault = truncated_input(); fault >= 0) return fault;
+      std::fprintf(stderr, "fp4z %s: error: %s\n", s.name, fp4z::printable(e.what()).c_str());
       return e.code;
     } catch (const std::bad_alloc&) {
       std::fprintf(stderr, "fp4z %s: error: out of memory\n", s.name);

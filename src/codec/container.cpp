@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "common/parallel.h"
+#include "common/printable.h"
 #include "common/progress.h"
 #include "common/staged_output.h"
 #include "format/safetensors.h"
@@ -109,6 +110,14 @@ std::string path_fault(const std::string& path) {
   if (path.size() > kMaxPath) return "path too long";
   if (path.find('\0') != std::string::npos) return "path contains NUL";
   if (path.front() == '/') return "absolute path";
+  // docs/format.md §5: UTF-8 and printable, so that listing a container cannot forge output lines.
+  if (!is_valid_utf8(path)) return "path is not valid UTF-8";
+  for (size_t i = 0; i < path.size();) {
+    char32_t cp;
+    size_t n = utf8_sequence(path, i, &cp);
+    if (is_control(cp)) return "path contains a control character";
+    i += n;
+  }
   size_t start = 0;
   while (true) {
     size_t slash = path.find('/', start);
@@ -334,6 +343,9 @@ ContainerIndex parse_container(const uint8_t* data, size_t size, const std::stri
     f.path = r.bytes("path", kMaxPath);
     std::string fault = path_fault(f.path);
     if (!fault.empty()) r.fail("entry " + std::to_string(i) + ": " + fault);
+    if (i > 0 && !(idx.files[size_t(i - 1)].path < f.path))
+      r.fail("entry " + std::to_string(i) + ": " +
+             (idx.files[size_t(i - 1)].path == f.path ? "duplicate path" : "entries are not sorted by path"));
     if (!f.is_dir) {
       f.size = r.varint("file size");
       chunk_counts[size_t(i)] = r.varint("file chunk count");
@@ -391,6 +403,7 @@ ContainerIndex parse_container(const uint8_t* data, size_t size, const std::stri
     e.file = uint32_t(file);
     e.name = r.bytes("tensor name", 65536);
     e.dtype = r.bytes("tensor dtype", 32);
+    if (!is_valid_utf8(e.name) || !is_valid_utf8(e.dtype)) r.fail("tensor " + std::to_string(t) + ": name or dtype is not valid UTF-8");
     uint64_t rank = r.varint("tensor rank");
     if (rank > 16) r.fail("tensor " + std::to_string(t) + ": rank too large");
     for (uint64_t d = 0; d < rank; ++d) e.shape.push_back(r.varint("tensor dim"));
@@ -437,12 +450,20 @@ Container open_container(const std::string& path) {
   return c;
 }
 
+uint64_t declared_size(const ContainerIndex& idx) {
+  uint64_t total = 0;
+  for (const FileEntry& f : idx.files)
+    if (add_overflows(total, f.size, &total)) return UINT64_MAX;
+  return total;
+}
+
 void decompress_to_dir(const Container& c, const std::string& out_dir, int threads, bool force, bool quiet) {
   const ContainerIndex& idx = c.index;
   threads = resolve_threads(threads);
+  uint64_t total = declared_size(idx);
+  require_output_dir_free(out_dir, force);
+  require_free_space(out_dir, total);
   StagedDir staged(out_dir, force);
-  uint64_t total = 0;
-  for (const FileEntry& f : idx.files) total += f.size;
   Progress progress("decompress", idx.chunks.size(), total, quiet);
   for (const FileEntry& f : idx.files) {
     std::error_code ec;
@@ -525,6 +546,7 @@ void extract_tensor(const Container& c, const std::string& name, const std::stri
   const ContainerIndex& idx = c.index;
   const TensorEntry& t = idx.tensors[find_tensor(idx, name)];
   const FileEntry& f = idx.files[t.file];
+  require_free_space(out_file, t.size);
   StagedFile staged(out_file, force);
   int fd = ::open(staged.temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail_io(staged.temp + ": cannot create: " + std::strerror(errno));

@@ -102,11 +102,16 @@ struct Container {
 };
 Container open_container(const std::string& path);
 
+// Bytes that restoring the whole container writes: the sum of its files' declared sizes
+// (saturating; a hostile index may declare far more than the container holds).
+uint64_t declared_size(const ContainerIndex& idx);
+
 // Restores every file into out_dir (published only when every chunk decoded and verified).
 // Decodes and checks every chunk without writing anything (`fp4z decompress --test`); releases the
 // container's pages batch by batch so resident memory stays bounded. Throws on the first bad chunk.
 void verify_container(const Container& c, int threads);
 
+// Refuses (exit 3, nothing written) when the target file system lacks declared_size() bytes.
 void decompress_to_dir(const Container& c, const std::string& out_dir, int threads, bool force, bool quiet);
 
 // Writes the raw bytes of one tensor (name, or "FILE:name" when the name occurs in several files).

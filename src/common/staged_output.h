@@ -1,9 +1,13 @@
 // Atomic publication of outputs: write under a temporary name next to the target, rename when done.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace fp4z {
 
+// Both kinds register their staging path with common/signals.h, so an interruption removes it, and
+// commit() refuses (exit 2) when a mapped input was truncated while it was read. Replacement is
+// atomic: see docs/guarantees.md.
 // A directory that becomes `target` only when commit() is called. If the object is destroyed
 // without commit (error, exception), the temporary directory and everything in it is removed,
 // so a failed run never leaves a partial output behind.
@@ -37,6 +41,15 @@ struct StagedFile {
 
 // Throws (exit 2) if `dir` exists and is a non-empty directory (or a file) and !force.
 void require_output_dir_free(const std::string& dir, bool force);
+
+// Throws Error (exit 3, one line, nothing created) when the file system that will hold `target`
+// has fewer than `bytes` bytes available to this user (statvfs f_bavail). The old output, if any,
+// stays until the new one is complete, so its space does not count as free.
+void require_free_space(const std::string& target, uint64_t bytes);
+
+// Removes the staging leftovers of dead processes next to `target` (".<name>.tmp-<pid>-*"; an
+// ".old-<pid>-*" copy goes back to `target` when nothing is there). Called by both constructors.
+void remove_stale_staging(const std::string& target);
 
 // Removes a file or directory tree; ignores errors (best-effort cleanup).
 void remove_tree(const std::string& path);

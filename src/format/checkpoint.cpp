@@ -11,41 +11,14 @@
 
 #include "common/error.h"
 #include "common/file_text.h"
+#include "format/json_reader.h"
 
 namespace fs = std::filesystem;
 
 namespace fp4z {
 
-namespace {
-struct DuplicateKey {
-  std::string key;
-};
-}  // namespace
-
 nlohmann::ordered_json parse_json_strict(const std::string& text, const std::string& label) {
-  // nlohmann keeps the last of duplicate keys silently; a parser callback tracks the keys of
-  // every open object so that duplicates are an error, as safetensors readers should treat them.
-  std::vector<std::unordered_set<std::string>> open;
-  auto cb = [&](int, nlohmann::ordered_json::parse_event_t ev, nlohmann::ordered_json& parsed) -> bool {
-    using E = nlohmann::ordered_json::parse_event_t;
-    if (ev == E::object_start) {
-      open.emplace_back();
-    } else if (ev == E::object_end) {
-      if (!open.empty()) open.pop_back();
-    } else if (ev == E::key) {
-      std::string k = parsed.get<std::string>();
-      if (!open.empty() && !open.back().insert(k).second) throw DuplicateKey{k};
-    }
-    return true;
-  };
-  try {
-    return nlohmann::ordered_json::parse(text, cb);
-  } catch (const DuplicateKey& d) {
-    fail_input(label + ": duplicate JSON key '" + d.key + "'");
-  } catch (const nlohmann::json::exception& e) {
-    std::string msg = e.what();
-    fail_input(label + ": malformed JSON: " + msg);
-  }
+  return parse_json_linear(text, label);
 }
 
 nlohmann::ordered_json read_json_file(const std::string& path) { return parse_json_strict(read_whole_file(path), path); }
@@ -125,6 +98,8 @@ std::unique_ptr<Checkpoint> open_checkpoint(const std::string& dir) {
   for (const auto& f : shard_files) {
     ck->files.push_back(open_safetensors(dir + "/" + f));
     const SafetensorsFile* sf = ck->files.back().get();
+    ck->by_name.reserve(ck->by_name.size() + sf->tensors.size());
+    ck->names.reserve(ck->names.size() + sf->tensors.size());
     for (size_t i : sf->by_offset) {
       const TensorInfo& t = sf->tensors[i];
       if (ck->sharded) {

@@ -20,20 +20,169 @@ namespace {
 
 bool mul_overflow(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
-// Reads a JSON integer as a non-negative uint64 (rejects floats, negatives, bools).
-bool as_u64(const nlohmann::ordered_json& v, uint64_t* out) {
-  if (v.is_number_unsigned()) {
-    *out = v.get<uint64_t>();
+// Streams the header JSON straight into TensorInfo records (no DOM): the cost is linear in the
+// header, which may hold a million entries within the 100 MB limit. Every rule of the format is
+// checked as the events arrive; the first fault stops the parse with a message.
+class HeaderReader {
+ public:
+  explicit HeaderReader(SafetensorsFile& out) : out_(out) {}
+  const std::string& fault() const { return fault_; }
+
+  bool null() { return scalar("null"); }
+  bool boolean(bool) { return scalar("a boolean"); }
+  bool number_integer(int64_t v) { return v < 0 ? scalar("a negative number") : number(uint64_t(v)); }
+  bool number_unsigned(uint64_t v) { return number(v); }
+  bool number_float(double, const std::string&) { return scalar("a float"); }
+  bool binary(nlohmann::ordered_json::binary_t&) { return scalar("binary"); }
+
+  bool string(std::string& v) {
+    if (depth_ == 2 && in_metadata_) {
+      out_.metadata.emplace_back(std::move(meta_key_), std::move(v));
+      return true;
+    }
+    if (depth_ == 2 && field_ == Field::kDtype) {
+      auto d = dtype_from_string(v);
+      if (!d) return stop("tensor '" + cur_.name + "': unknown dtype '" + v + "'");
+      cur_.dtype = *d;
+      return true;
+    }
+    return scalar("a string");
+  }
+
+  bool start_object(size_t) {
+    if (depth_ == 0) return ++depth_, true;
+    if (depth_ == 1) {
+      ++depth_;
+      if (in_metadata_) return true;
+      cur_ = TensorInfo();
+      cur_.name = std::move(entry_);
+      seen_ = 0;
+      count_ = 1;
+      return true;
+    }
+    return scalar("an object");
+  }
+
+  bool key(std::string& k) {
+    if (depth_ == 1) {
+      in_metadata_ = k == "__metadata__";
+      if (in_metadata_ ? seen_metadata_ : out_.index.count(k) > 0) return stop("header: duplicate JSON key '" + k + "'");
+      seen_metadata_ = seen_metadata_ || in_metadata_;
+      entry_ = std::move(k);
+      return true;
+    }
+    if (in_metadata_) {
+      if (!meta_keys_.insert(k).second) return stop("header: duplicate JSON key '" + k + "' in __metadata__");
+      meta_key_ = std::move(k);
+      return true;
+    }
+    unsigned bit = k == "dtype" ? 1u : k == "shape" ? 2u : k == "data_offsets" ? 4u : 0u;
+    if (!bit) return stop("tensor '" + cur_.name + "' has unexpected keys");
+    if (seen_ & bit) return stop("header: duplicate JSON key '" + k + "' in tensor '" + cur_.name + "'");
+    seen_ |= bit;
+    field_ = bit == 1 ? Field::kDtype : bit == 2 ? Field::kShape : Field::kOffsets;
     return true;
   }
-  if (v.is_number_integer()) {
-    int64_t s = v.get<int64_t>();
-    if (s < 0) return false;
-    *out = uint64_t(s);
+
+  bool start_array(size_t) {
+    if (depth_ == 2 && !in_metadata_ && (field_ == Field::kShape || field_ == Field::kOffsets)) {
+      ++depth_;
+      n_offsets_ = 0;
+      return true;
+    }
+    return scalar("an array");
+  }
+
+  bool end_array() {
+    --depth_;
+    if (field_ == Field::kOffsets && n_offsets_ != 2) return stop("tensor '" + cur_.name + "': data_offsets is not a pair");
+    field_ = Field::kNone;
     return true;
   }
-  return false;
-}
+
+  bool end_object() {
+    --depth_;
+    if (depth_ != 1) return true;  // the root closed
+    if (in_metadata_) {
+      in_metadata_ = false;
+      return true;
+    }
+    if (seen_ != 7) return stop("tensor '" + cur_.name + "' lacks dtype, shape or data_offsets");
+    uint64_t bytes;
+    if (mul_overflow(count_, dtype_size(cur_.dtype), &bytes)) return stop("tensor '" + cur_.name + "': byte size overflows");
+    if (bytes != cur_.end - cur_.begin)
+      return stop("tensor '" + cur_.name + "': shape x dtype is " + std::to_string(bytes) + " bytes but data_offsets span " +
+                  std::to_string(cur_.end - cur_.begin));
+    out_.index.emplace(cur_.name, out_.tensors.size());
+    out_.tensors.push_back(std::move(cur_));
+    return true;
+  }
+
+  bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& e) {
+    std::string msg = e.what();
+    for (char& c : msg)
+      if (c == '\n' || c == '\r') c = ' ';
+    return stop("header: malformed JSON: " + msg);
+  }
+
+ private:
+  enum class Field { kNone, kDtype, kShape, kOffsets };
+
+  bool number(uint64_t v) {
+    if (depth_ == 3 && field_ == Field::kShape) {
+      if (v > uint64_t(INT64_MAX)) return stop("tensor '" + cur_.name + "': shape entries must be non-negative integers");
+      if (mul_overflow(count_, v, &count_)) return stop("tensor '" + cur_.name + "': shape product overflows");
+      cur_.shape.push_back(int64_t(v));
+      return true;
+    }
+    if (depth_ == 3 && field_ == Field::kOffsets) {
+      if (n_offsets_ == 0) cur_.begin = v;
+      else if (n_offsets_ == 1) cur_.end = v;
+      ++n_offsets_;
+      if (n_offsets_ == 2 && cur_.end < cur_.begin) return stop("tensor '" + cur_.name + "': data_offsets end < begin");
+      return true;
+    }
+    return scalar("a number");
+  }
+
+  // A value where the format wants something else; the message says what was expected there.
+  bool scalar(const char* what) {
+    if (depth_ == 0) return stop("header is not a JSON object");
+    if (depth_ == 1) {
+      if (in_metadata_) return stop("__metadata__ is not an object");
+      return stop("entry '" + entry_ + "' is not an object");
+    }
+    if (in_metadata_) return stop("__metadata__ value of '" + meta_key_ + "' is not a string");
+    switch (field_) {
+      case Field::kDtype: return stop("tensor '" + cur_.name + "': dtype is not a string");
+      case Field::kShape:
+        if (depth_ == 2) return stop("tensor '" + cur_.name + "': shape is not an array");
+        return stop("tensor '" + cur_.name + "': shape entries must be non-negative integers");
+      case Field::kOffsets:
+        if (depth_ == 2) return stop("tensor '" + cur_.name + "': data_offsets is not a pair");
+        return stop("tensor '" + cur_.name + "': data_offsets must be non-negative integers");
+      case Field::kNone: break;
+    }
+    return stop(std::string("unexpected ") + what + " in the header");
+  }
+
+  bool stop(const std::string& why) {
+    if (fault_.empty()) fault_ = why;
+    return false;
+  }
+
+  SafetensorsFile& out_;
+  std::string fault_;
+  int depth_ = 0;
+  bool in_metadata_ = false, seen_metadata_ = false;
+  std::string entry_, meta_key_;
+  std::unordered_set<std::string> meta_keys_;
+  TensorInfo cur_;
+  unsigned seen_ = 0;  // bits: dtype, shape, data_offsets
+  Field field_ = Field::kNone;
+  uint64_t count_ = 1;
+  int n_offsets_ = 0;
+};
 
 }  // namespace
 
@@ -66,58 +215,20 @@ void parse_safetensors_header(const uint8_t* data, size_t size, const std::strin
   size_t first = out.header_json.find_first_not_of(' ');
   if (first == std::string::npos || out.header_json[first] != '{') fail("header is not a JSON object (must start with '{')");
 
-  nlohmann::ordered_json hdr;
-  try {
-    hdr = parse_json_strict(out.header_json, label + " header");
-  } catch (const Error& e) {
-    fail(std::string("header: ") + e.what());
-  }
-  if (!hdr.is_object()) fail("header is not a JSON object");
-
   out.tensors.clear();
   out.metadata.clear();
   out.index.clear();
-  for (auto it = hdr.begin(); it != hdr.end(); ++it) {
-    const std::string& key = it.key();
-    const auto& v = it.value();
-    if (key == "__metadata__") {
-      if (!v.is_object()) fail("__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail("__metadata__ value of '" + m.key() + "' is not a string");
-        out.metadata.emplace_back(m.key(), m.value().get<std::string>());
-      }
-      continue;
-    }
-    if (!v.is_object()) fail("entry '" + key + "' is not an object");
-    TensorInfo t;
-    t.name = key;
-    auto dt = v.find("dtype");
-    auto sh = v.find("shape");
-    auto off = v.find("data_offsets");
-    if (dt == v.end() || sh == v.end() || off == v.end()) fail("tensor '" + key + "' lacks dtype, shape or data_offsets");
-    if (v.size() != 3) fail("tensor '" + key + "' has unexpected keys");
-    if (!dt->is_string()) fail("tensor '" + key + "': dtype is not a string");
-    auto d = dtype_from_string(dt->get<std::string>());
-    if (!d) fail("tensor '" + key + "': unknown dtype '" + dt->get<std::string>() + "'");
-    t.dtype = *d;
-    if (!sh->is_array()) fail("tensor '" + key + "': shape is not an array");
-    uint64_t count = 1;
-    for (const auto& e : *sh) {
-      uint64_t x;
-      if (!as_u64(e, &x) || x > uint64_t(INT64_MAX)) fail("tensor '" + key + "': shape entries must be non-negative integers");
-      if (mul_overflow(count, x, &count)) fail("tensor '" + key + "': shape product overflows");
-      t.shape.push_back(int64_t(x));
-    }
-    if (!off->is_array() || off->size() != 2) fail("tensor '" + key + "': data_offsets is not a pair");
-    if (!as_u64((*off)[0], &t.begin) || !as_u64((*off)[1], &t.end)) fail("tensor '" + key + "': data_offsets must be non-negative integers");
-    if (t.end < t.begin) fail("tensor '" + key + "': data_offsets end < begin");
-    uint64_t bytes;
-    if (mul_overflow(count, dtype_size(t.dtype), &bytes)) fail("tensor '" + key + "': byte size overflows");
-    if (bytes != t.end - t.begin)
-      fail("tensor '" + key + "': shape x dtype is " + std::to_string(bytes) + " bytes but data_offsets span " + std::to_string(t.end - t.begin));
-    out.index.emplace(key, out.tensors.size());
-    out.tensors.push_back(std::move(t));
+  // Every entry takes at least 48 header bytes, so this bound never over-reserves past the input.
+  out.index.reserve(size_t(n / 48));
+  out.tensors.reserve(size_t(n / 48));
+  HeaderReader reader(out);
+  bool parsed = false;
+  try {
+    parsed = nlohmann::ordered_json::sax_parse(out.header_json.begin(), out.header_json.end(), &reader);
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("header: malformed JSON: ") + e.what());
   }
+  if (!parsed) fail(reader.fault().empty() ? std::string("header: malformed JSON") : reader.fault());
   std::vector<size_t> order(out.tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -183,6 +294,10 @@ void pwrite_all(int fd, const void* data, uint64_t n, uint64_t off, const std::s
     ssize_t w = ::pwrite(fd, p, size_t(std::min<uint64_t>(n, 1u << 30)), off_t(off));
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (errno == EFAULT) {
+        std::string input = mapped_file_at(p);
+        if (!input.empty()) fail_input(input + ": input file was truncated while it was being read");
+      }
       fail_io(path + ": write failed: " + std::strerror(errno));
     }
     p += w;

@@ -225,6 +225,8 @@ class BpeTokenizer final : public Tokenizer {
   int split_digits_ = 0;  // 0: no Split pre-tokenizer; 1: Qwen2 pattern; 3: Llama-3 pattern
   std::vector<DecoderStep> decoder_;
 
+  int64_t id_limit_ = 0;  // vocab entries + added tokens: every id must be below it
+
   int32_t bos_id_ = -1;
   std::vector<int32_t> eos_ids_;
   int32_t template_bos_id_ = -1;
@@ -239,6 +241,10 @@ class BpeTokenizer final : public Tokenizer {
 BpeTokenizer::BpeTokenizer(const json& root, VocabAndMerges& vocab_and_merges, const std::string& label) {
   if (!root.is_object()) fail_json(label, "top level is not a JSON object");
   if (!root.contains("model") || !root["model"].is_object()) fail_json(label, "missing \"model\" object");
+  // Ids index dense tables, so they are bounded by the number of entries (vocab + added tokens):
+  // an 11 KB file naming id 2^27 must not cost gigabytes.
+  size_t added_count = root.contains("added_tokens") && root["added_tokens"].is_array() ? root["added_tokens"].size() : 0;
+  id_limit_ = int64_t(vocab_and_merges.vocab.size() + added_count);
   parse_model(root["model"], vocab_and_merges, label);
   parse_normalizer(root.value("normalizer", json()), label);
   parse_pre_tokenizer(root.value("pre_tokenizer", json()), label);
@@ -257,7 +263,9 @@ BpeTokenizer::BpeTokenizer(const json& root, VocabAndMerges& vocab_and_merges, c
       AddedToken a;
       a.content = t["content"].get<std::string>();
       int64_t id = t["id"].get<int64_t>();
-      if (id < 0 || id > (1 << 30)) fail_json(label, "added token id out of range: " + std::to_string(id));
+      if (id < 0 || id >= id_limit_)
+        fail_json(label, "added token id " + std::to_string(id) + " out of range (the file has " + std::to_string(id_limit_) +
+                             " entries; ids must be below that)");
       if (a.content.empty()) fail_json(label, "added token with empty content (id " + std::to_string(id) + ")");
       a.id = int32_t(id);
       a.special = t.value("special", false);
@@ -305,7 +313,9 @@ void BpeTokenizer::parse_model(const json& model, VocabAndMerges& vm, const std:
   vocab_.reserve(vm.vocab.size() * 2);
   int64_t max_id = -1;
   for (const auto& [piece, id] : vm.vocab) {
-    if (id < 0 || id > (1 << 30)) fail_json(label, "vocab id out of range: " + std::to_string(id));
+    if (id < 0 || id >= id_limit_)
+      fail_json(label, "vocab id " + std::to_string(id) + " out of range (the file has " + std::to_string(id_limit_) +
+                           " entries; ids must be below that)");
     max_id = std::max(max_id, id);
   }
   id_to_token_.assign(size_t(max_id + 1), std::string());
