@@ -137,6 +137,7 @@ long rss_kb(const char* key) {
 int run(const std::string& dir, int threads, int64_t pp, int64_t tg, const std::string& mode) {
   const bool bf16_act = mode == "bf16", int8_act = mode == "int8";
   auto m = load_model(dir);
+  if (int8_act) prepare_int8_weights(*m, threads);
   EngineOptions eo;
   eo.threads = threads;
   eo.isa = kernel_isa();
@@ -176,17 +177,18 @@ int run(const std::string& dir, int threads, int64_t pp, int64_t tg, const std::
 // head, per ISA: wall time and process CPU time (the machine may be shared).
 int kernels_bench(const std::string& dir, int threads) {
   auto m = load_model(dir);
+  prepare_int8_weights(*m, threads);
   ThreadPool pool(threads);
   for (const Linear* w : {&m->layers[0].down, &m->layers[0].gate, &m->lm_head}) {
     for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
       if (int(isa) > int(kernel_isa())) continue;
       KernelOptions ko;
       ko.isa = isa;
-      for (int64_t T : {int64_t(1), int64_t(64), int64_t(-64)}) {  // -64: 64 tokens with --int8-act
+      for (int64_t T : {int64_t(1), int64_t(64), int64_t(-1), int64_t(-64)}) {  // negative: int8 activations
         ko.int8_act = T < 0;
         T = std::abs(T);
         if (isa == Isa::kScalar && T > 1) continue;
-        if (ko.int8_act && (isa != Isa::kAvx512 || w->kind != WeightKind::kNvfp4)) continue;
+        if (ko.int8_act && w->kind != WeightKind::kNvfp4) continue;
         std::vector<float> x(size_t(T * w->k), 0.01f), y(size_t(T * w->n));
         linear_forward(*w, x.data(), T, y.data(), pool, ko);  // warm
         int reps = T == 1 ? 5 : 1;

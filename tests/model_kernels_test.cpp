@@ -148,9 +148,10 @@ TEST(ModelKernels, Bf16ActivationPromptPath) {
 
 // int8 activations: vs the exact double reference within the proven bound of the activation
 // quantization (|x - 127·scale·q| <= scale/2 per feature, so |Δy| <= Σ |w|·scale/2) plus f32
-// accumulation rounding; and bit-identical across ISAs and thread counts (exact int32 block sums,
-// same f32 operation order).
-TEST(ModelKernels, Int8ActivationPromptPath) {
+// accumulation rounding; and bit-identical across ISAs, thread counts, repacked or not, and between
+// one token (the generation GEMV) and the same token inside a prompt (exact int32 block sums, same
+// f32 operation order).
+TEST(ModelKernels, Int8ActivationPath) {
   for (auto [n, k, gdiv] : {std::tuple{int64_t(37), int64_t(1040), 448.0f}, std::tuple{int64_t(9), int64_t(48), 1.0f},
                             std::tuple{int64_t(70), int64_t(2560), 3.0f}, std::tuple{int64_t(5), int64_t(256), 1.0f},
                             std::tuple{int64_t(3), int64_t(4368), 1.0f}}) {  // > one 4096-column chunk, padded
@@ -158,11 +159,14 @@ TEST(ModelKernels, Int8ActivationPromptPath) {
     m.lin.global_div = gdiv;
     std::mt19937 rng(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (int64_t T : {2, 4, 7}) {
+    std::vector<uint8_t> packed(int8_layout::bytes(n, k));
+    pack_int8_rows(m.lin, 0, n, packed.data());
+    for (int64_t T : {1, 2, 4, 7}) {
       std::vector<float> x(size_t(T * k));
       for (auto& v : x) v = nd(rng);
       x[3] = 40.0f;  // an outlier feature, as real activations have
-      for (int64_t c = 0; c < 16 && c < k; ++c) x[size_t(k + c)] = 0.0f;  // an all-zero block
+      if (T > 1)
+        for (int64_t c = 0; c < 16 && c < k; ++c) x[size_t(k + c)] = 0.0f;  // an all-zero block
       std::vector<float> first;
       for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
         if (int(isa) > int(kernel_isa())) continue;
@@ -171,8 +175,18 @@ TEST(ModelKernels, Int8ActivationPromptPath) {
           KernelOptions ko;
           ko.isa = isa;
           ko.int8_act = true;
+          Linear lin = m.lin;
+          if (threads == 2) lin.int8 = packed.data();  // repacked at "load" (1 thread: on the fly)
           std::vector<float> y(size_t(T * n), NAN);
-          linear_forward(m.lin, x.data(), T, y.data(), pool, ko);
+          linear_forward(lin, x.data(), T, y.data(), pool, ko);
+          if (T > 1 && threads == 1) {  // each token alone (the generation kernel) gives the same bits
+            std::vector<float> single(static_cast<size_t>(n));
+            for (int64_t t = 0; t < T; ++t) {
+              linear_forward(lin, x.data() + t * k, 1, single.data(), pool, ko);
+              ASSERT_EQ(0, std::memcmp(single.data(), y.data() + t * n, size_t(n) * sizeof(float)))
+                  << "n " << n << " k " << k << " T " << T << " token " << t << " isa " << isa_name(isa);
+            }
+          }
           if (first.empty()) {
             first = y;
             for (int64_t t = 0; t < T; ++t)

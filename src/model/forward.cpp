@@ -158,9 +158,10 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     uint16_t* kc16 = kv16 ? k16_.data() + li * capacity_ * kvd : nullptr;
     uint16_t* vc16 = kv16 ? v16_.data() + li * capacity_ * kvd : nullptr;
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H);
-    linear_forward(L.q, xn_.data(), T, q_.data(), pool_, kopt_);
-    linear_forward(L.k, xn_.data(), T, k_.data(), pool_, kopt_);
-    linear_forward(L.v, xn_.data(), T, v_.data(), pool_, kopt_);
+    shared_in_.source = nullptr;  // q, k and v quantize xn once (int8 path)
+    linear_forward(L.q, xn_.data(), T, q_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.k, xn_.data(), T, k_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.v, xn_.data(), T, v_.data(), pool_, kopt_, &shared_in_);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < nh; ++h) {
         float* qh = q_.data() + t * qd + h * D;
@@ -222,8 +223,9 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     linear_forward(L.o, att_.data(), T, o_.data(), pool_, kopt_);
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.post_norm.data(), H, c.rms_eps, xn_.data() + t * H);
-    linear_forward(L.gate, xn_.data(), T, g_.data(), pool_, kopt_);
-    linear_forward(L.up, xn_.data(), T, u_.data(), pool_, kopt_);
+    shared_in_.source = nullptr;
+    linear_forward(L.gate, xn_.data(), T, g_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.up, xn_.data(), T, u_.data(), pool_, kopt_, &shared_in_);
     for (int64_t i = 0; i < T * I; ++i) {
       float gv = g_[size_t(i)];
       g_[size_t(i)] = gv / (1.0f + std::exp(-gv)) * u_[size_t(i)];
