@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "model/attention.h"
 #include "model/linear.h"
 #include "nvfp4/codec.h"
 
@@ -233,6 +234,78 @@ TEST(ModelKernels, Int8QuantizerIsaAgree) {
   EXPECT_EQ(a.corr, b.corr);
   ASSERT_EQ(a.scale.size(), b.scale.size());
   EXPECT_EQ(0, std::memcmp(a.scale.data(), b.scale.data(), a.scale.size() * sizeof(float)));
+}
+
+// Flash attention (key tiles, online softmax) vs a double-precision softmax over the whole causal
+// context, per ISA and thread count: cached prefix (pos0 > 0), token counts across the 16-token task
+// tiles, contexts across the 32-key tiles, GQA groups, F32 and BF16 caches.
+TEST(ModelKernels, FlashAttentionMatchesSoftmax) {
+  for (auto [T, pos0, heads, kv, D] : {std::tuple{int64_t(1), int64_t(0), int64_t(4), int64_t(2), int64_t(8)},
+                                       std::tuple{int64_t(37), int64_t(0), int64_t(8), int64_t(2), int64_t(64)},
+                                       std::tuple{int64_t(5), int64_t(70), int64_t(6), int64_t(6), int64_t(16)},
+                                       std::tuple{int64_t(1), int64_t(100), int64_t(32), int64_t(8), int64_t(128)}}) {
+    const int64_t P = pos0 + T, qd = heads * D, kvd = kv * D;
+    std::mt19937 rng(uint32_t(T * 131 + pos0));
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::vector<float> q(size_t(T * qd)), k(size_t(P * kvd)), v(size_t(P * kvd));
+    for (auto* vec : {&q, &k, &v})
+      for (auto& x : *vec) x = nd(rng);
+    std::vector<uint16_t> k16(k.size()), v16(v.size());
+    for (size_t i = 0; i < k.size(); ++i) {
+      k16[i] = f32_to_bf16_rne(k[i]);
+      v16[i] = f32_to_bf16_rne(v[i]);
+    }
+    for (bool half : {false, true}) {
+      std::vector<double> ref(size_t(T * qd), 0.0);
+      const float scale = float(1.0 / std::sqrt(double(D)));
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t g = h / (heads / kv), n = pos0 + t + 1;
+          auto kvv = [&](const std::vector<float>& f, const std::vector<uint16_t>& b, int64_t i) {
+            return half ? double(bf16_to_f32(b[size_t(i)])) : double(f[size_t(i)]);
+          };
+          std::vector<double> sc(static_cast<size_t>(n));
+          double mx = -1e300, sum = 0;
+          for (int64_t p = 0; p < n; ++p) {
+            double d = 0;
+            for (int64_t i = 0; i < D; ++i) d += double(q[size_t(t * qd + h * D + i)]) * kvv(k, k16, p * kvd + g * D + i);
+            sc[size_t(p)] = d * scale;
+            mx = std::max(mx, sc[size_t(p)]);
+          }
+          for (auto& x : sc) sum += x = std::exp(x - mx);
+          for (int64_t p = 0; p < n; ++p)
+            for (int64_t i = 0; i < D; ++i) ref[size_t(t * qd + h * D + i)] += sc[size_t(p)] / sum * kvv(v, v16, p * kvd + g * D + i);
+        }
+      for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (int(isa) > int(kernel_isa())) continue;
+        for (int threads : {1, 2}) {
+          ThreadPool pool(threads);
+          std::vector<float> out(size_t(T * qd), NAN);
+          AttentionArgs a;
+          a.q = q.data();
+          a.T = T;
+          a.heads = heads;
+          a.kv_heads = kv;
+          a.D = D;
+          a.pos0 = pos0;
+          if (half) {
+            a.k16 = k16.data();
+            a.v16 = v16.data();
+          } else {
+            a.k = k.data();
+            a.v = v.data();
+          }
+          a.kv_stride = kvd;
+          a.scale = scale;
+          a.out = out.data();
+          attention_forward(a, pool, isa);
+          for (size_t i = 0; i < out.size(); ++i)
+            ASSERT_NEAR(double(out[i]), ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
+                << "T " << T << " pos0 " << pos0 << " D " << D << " bf16 " << half << " isa " << isa_name(isa) << " i " << i;
+        }
+      }
+    }
+  }
 }
 
 TEST(ModelKernels, AttentionHelpers) {
