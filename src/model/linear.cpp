@@ -151,11 +151,25 @@ void pack_int8_rows(const Linear& w, int64_t r0, int64_t r1, uint8_t* out) {
     auto code = [&](int64_t c) -> uint8_t { return c < K ? uint8_t((p[c / 2] >> ((c & 1) * 4)) & 15) : uint8_t(0); };
     for (int64_t g = 0; g < G; ++g)
       for (int64_t b = 0; b < 16; ++b) {
-        const int64_t c0 = g * 256 + b * 16;
+        const int64_t blk = g * 16 + b, c0 = blk * 16;
+        os[blk] = blk < blocks ? sc[blk] : uint8_t(0);
+        if (c0 + 16 <= K) {
+          // The 16 nibbles of the block as one word; per 8-nibble half, nibble order 0..7 becomes
+          // 0 4 1 5 2 6 3 7 (swap the middle bytes, then the middle nibbles of each 16 bits).
+          uint64_t x;
+          std::memcpy(&x, p + c0 / 2, 8);
+          uint64_t t = ((x >> 8) ^ x) & 0x0000FF000000FF00ull;
+          x ^= t ^ (t << 8);
+          t = ((x >> 4) ^ x) & 0x00F000F000F000F0ull;
+          x ^= t ^ (t << 4);
+          const uint32_t lo = uint32_t(x), hi = uint32_t(x >> 32);
+          std::memcpy(o + g * 128 + 4 * b, &lo, 4);
+          std::memcpy(o + g * 128 + 64 + 4 * b, &hi, 4);
+          continue;
+        }
         for (int u = 0; u < 2; ++u)
           for (int j = 0; j < 4; ++j)
             o[g * 128 + 64 * u + 4 * b + j] = uint8_t(code(c0 + 8 * u + j) | code(c0 + 8 * u + 4 + j) << 4);
-        os[g * 16 + b] = g * 16 + b < blocks ? sc[g * 16 + b] : uint8_t(0);
       }
   }
 }
