@@ -1,5 +1,6 @@
-// AVX-512 linear kernels: register-blocked f32 GEMM over exactly dequantized NVFP4 panels, direct
-// BF16/F32 weights, and a fused NVFP4 GEMV for generation (one token).
+// AVX-512 F/BW/VL/DQ linear kernels (no VNNI, no BF16 instructions): register-blocked f32 GEMM over
+// exactly dequantized NVFP4 panels, direct BF16/F32 weights, a fused f32 NVFP4 GEMV for one token, and
+// the int8 activation quantizer.
 // gcc 12's AVX-512 cast/extract intrinsics use _mm*_undefined_*() and trip -Wuninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
