@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "model/attention.h"
 #include "model/linear.h"
 #include "nvfp4/codec.h"
 
@@ -148,9 +149,10 @@ TEST(ModelKernels, Bf16ActivationPromptPath) {
 
 // int8 activations: vs the exact double reference within the proven bound of the activation
 // quantization (|x - 127·scale·q| <= scale/2 per feature, so |Δy| <= Σ |w|·scale/2) plus f32
-// accumulation rounding; and bit-identical across ISAs and thread counts (exact int32 block sums,
-// same f32 operation order).
-TEST(ModelKernels, Int8ActivationPromptPath) {
+// accumulation rounding; and bit-identical across ISAs, thread counts, repacked or not, and between
+// one token (the generation GEMV) and the same token inside a prompt (exact int32 block sums, same
+// f32 operation order).
+TEST(ModelKernels, Int8ActivationPath) {
   for (auto [n, k, gdiv] : {std::tuple{int64_t(37), int64_t(1040), 448.0f}, std::tuple{int64_t(9), int64_t(48), 1.0f},
                             std::tuple{int64_t(70), int64_t(2560), 3.0f}, std::tuple{int64_t(5), int64_t(256), 1.0f},
                             std::tuple{int64_t(3), int64_t(4368), 1.0f}}) {  // > one 4096-column chunk, padded
@@ -158,11 +160,14 @@ TEST(ModelKernels, Int8ActivationPromptPath) {
     m.lin.global_div = gdiv;
     std::mt19937 rng(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (int64_t T : {2, 4, 7}) {
+    std::vector<uint8_t> packed(int8_layout::bytes(n, k));
+    pack_int8_rows(m.lin, 0, n, packed.data());
+    for (int64_t T : {1, 2, 4, 7}) {
       std::vector<float> x(size_t(T * k));
       for (auto& v : x) v = nd(rng);
       x[3] = 40.0f;  // an outlier feature, as real activations have
-      for (int64_t c = 0; c < 16 && c < k; ++c) x[size_t(k + c)] = 0.0f;  // an all-zero block
+      if (T > 1)
+        for (int64_t c = 0; c < 16 && c < k; ++c) x[size_t(k + c)] = 0.0f;  // an all-zero block
       std::vector<float> first;
       for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
         if (int(isa) > int(kernel_isa())) continue;
@@ -171,8 +176,18 @@ TEST(ModelKernels, Int8ActivationPromptPath) {
           KernelOptions ko;
           ko.isa = isa;
           ko.int8_act = true;
+          Linear lin = m.lin;
+          if (threads == 2) lin.int8 = packed.data();  // repacked at "load" (1 thread: on the fly)
           std::vector<float> y(size_t(T * n), NAN);
-          linear_forward(m.lin, x.data(), T, y.data(), pool, ko);
+          linear_forward(lin, x.data(), T, y.data(), pool, ko);
+          if (T > 1 && threads == 1) {  // each token alone (the generation kernel) gives the same bits
+            std::vector<float> single(static_cast<size_t>(n));
+            for (int64_t t = 0; t < T; ++t) {
+              linear_forward(lin, x.data() + t * k, 1, single.data(), pool, ko);
+              ASSERT_EQ(0, std::memcmp(single.data(), y.data() + t * n, size_t(n) * sizeof(float)))
+                  << "n " << n << " k " << k << " T " << T << " token " << t << " isa " << isa_name(isa);
+            }
+          }
           if (first.empty()) {
             first = y;
             for (int64_t t = 0; t < T; ++t)
@@ -219,6 +234,78 @@ TEST(ModelKernels, Int8QuantizerIsaAgree) {
   EXPECT_EQ(a.corr, b.corr);
   ASSERT_EQ(a.scale.size(), b.scale.size());
   EXPECT_EQ(0, std::memcmp(a.scale.data(), b.scale.data(), a.scale.size() * sizeof(float)));
+}
+
+// Flash attention (key tiles, online softmax) vs a double-precision softmax over the whole causal
+// context, per ISA and thread count: cached prefix (pos0 > 0), token counts across the 16-token task
+// tiles, contexts across the 32-key tiles, GQA groups, F32 and BF16 caches.
+TEST(ModelKernels, FlashAttentionMatchesSoftmax) {
+  for (auto [T, pos0, heads, kv, D] : {std::tuple{int64_t(1), int64_t(0), int64_t(4), int64_t(2), int64_t(8)},
+                                       std::tuple{int64_t(37), int64_t(0), int64_t(8), int64_t(2), int64_t(64)},
+                                       std::tuple{int64_t(5), int64_t(70), int64_t(6), int64_t(6), int64_t(16)},
+                                       std::tuple{int64_t(1), int64_t(100), int64_t(32), int64_t(8), int64_t(128)}}) {
+    const int64_t P = pos0 + T, qd = heads * D, kvd = kv * D;
+    std::mt19937 rng(uint32_t(T * 131 + pos0));
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    std::vector<float> q(size_t(T * qd)), k(size_t(P * kvd)), v(size_t(P * kvd));
+    for (auto* vec : {&q, &k, &v})
+      for (auto& x : *vec) x = nd(rng);
+    std::vector<uint16_t> k16(k.size()), v16(v.size());
+    for (size_t i = 0; i < k.size(); ++i) {
+      k16[i] = f32_to_bf16_rne(k[i]);
+      v16[i] = f32_to_bf16_rne(v[i]);
+    }
+    for (bool half : {false, true}) {
+      std::vector<double> ref(size_t(T * qd), 0.0);
+      const float scale = float(1.0 / std::sqrt(double(D)));
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t g = h / (heads / kv), n = pos0 + t + 1;
+          auto kvv = [&](const std::vector<float>& f, const std::vector<uint16_t>& b, int64_t i) {
+            return half ? double(bf16_to_f32(b[size_t(i)])) : double(f[size_t(i)]);
+          };
+          std::vector<double> sc(static_cast<size_t>(n));
+          double mx = -1e300, sum = 0;
+          for (int64_t p = 0; p < n; ++p) {
+            double d = 0;
+            for (int64_t i = 0; i < D; ++i) d += double(q[size_t(t * qd + h * D + i)]) * kvv(k, k16, p * kvd + g * D + i);
+            sc[size_t(p)] = d * scale;
+            mx = std::max(mx, sc[size_t(p)]);
+          }
+          for (auto& x : sc) sum += x = std::exp(x - mx);
+          for (int64_t p = 0; p < n; ++p)
+            for (int64_t i = 0; i < D; ++i) ref[size_t(t * qd + h * D + i)] += sc[size_t(p)] / sum * kvv(v, v16, p * kvd + g * D + i);
+        }
+      for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (int(isa) > int(kernel_isa())) continue;
+        for (int threads : {1, 2}) {
+          ThreadPool pool(threads);
+          std::vector<float> out(size_t(T * qd), NAN);
+          AttentionArgs a;
+          a.q = q.data();
+          a.T = T;
+          a.heads = heads;
+          a.kv_heads = kv;
+          a.D = D;
+          a.pos0 = pos0;
+          if (half) {
+            a.k16 = k16.data();
+            a.v16 = v16.data();
+          } else {
+            a.k = k.data();
+            a.v = v.data();
+          }
+          a.kv_stride = kvd;
+          a.scale = scale;
+          a.out = out.data();
+          attention_forward(a, pool, isa);
+          for (size_t i = 0; i < out.size(); ++i)
+            ASSERT_NEAR(double(out[i]), ref[i], 2e-5 * (1.0 + std::fabs(ref[i])))
+                << "T " << T << " pos0 " << pos0 << " D " << D << " bf16 " << half << " isa " << isa_name(isa) << " i " << i;
+        }
+      }
+    }
+  }
 }
 
 TEST(ModelKernels, AttentionHelpers) {

@@ -41,7 +41,7 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_dir, const std
 struct CommonOptions {
   std::string model;
   int threads = 0;
-  bool act_quant = false, json = false, quiet = false, kv16 = false, bf16_act = false, int8_act = false;
+  bool act_quant = false, json = false, quiet = false, kv16 = false, bf16_act = false, int8_act = false, exact = false;
 };
 
 void add_common(CLI::App* sub, CommonOptions& o) {
@@ -49,13 +49,15 @@ void add_common(CLI::App* sub, CommonOptions& o) {
   sub->add_option("--threads", o.threads, "worker threads (0 = all cores)")->check(CLI::Range(0, 1024));
   sub->add_flag("--act-quant", o.act_quant, "W4A4 emulation on the model (needs input_global_scale)");
   sub->add_flag("--kv16", o.kv16, "keep the KV cache in BF16 (half the memory; not bit-faithful to f32)");
-  sub->add_flag("--bf16-act", o.bf16_act, "faster prompts: BF16 activations in the AVX-512 prompt kernels (not exact f32)");
-  sub->add_flag("--int8-act", o.int8_act, "faster prompts: int8 activations per 16 features in the NVFP4 prompt kernels (not exact f32)");
+  sub->add_flag("--exact", o.exact, "f32 activations in every kernel (the reference); default: NVFP4 linears take int8 activations per 16 features");
+  sub->add_flag("--bf16-act", o.bf16_act, "with --exact: BF16 activations in the AVX-512 prompt kernels (not exact f32)");
+  sub->add_flag("--int8-act", o.int8_act, "int8 activations in the NVFP4 linears (the default; kept for scripts)");
   sub->add_flag("--json", o.json, "print one JSON object");
   sub->add_flag("-q,--quiet", o.quiet, "no progress line");
 }
 
-EngineOptions engine_options(const CommonOptions& o, const Model& m) {
+// Also repacks the model's NVFP4 weights when the int8 path is on.
+EngineOptions engine_options(const CommonOptions& o, Model& m) {
   if (o.act_quant && !m.has_input_global_scale)
     fail_input(o.model + ": --act-quant needs input_global_scale (or input_scale) on every NVFP4 linear");
   EngineOptions e;
@@ -64,7 +66,9 @@ EngineOptions engine_options(const CommonOptions& o, const Model& m) {
   e.act_quant = o.act_quant;
   e.kv_bf16 = o.kv16;
   e.bf16_act = o.bf16_act;
-  e.int8_act = o.int8_act;
+  if (o.exact && o.int8_act) fail_input("give either --exact or --int8-act, not both");
+  e.int8_act = !o.exact && !o.bf16_act;
+  if (e.int8_act) prepare_int8_weights(m, e.threads);
   return e;
 }
 

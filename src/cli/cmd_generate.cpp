@@ -30,7 +30,7 @@ int cmd_generate(int argc, char** argv) {
   double temperature = 0.0;
   uint64_t seed = 0;
   int threads = 0;
-  bool act_quant = false, as_json = false, quiet = false, kv16 = false, bf16_act = false, int8_act = false;
+  bool act_quant = false, as_json = false, quiet = false, kv16 = false, bf16_act = false, int8_act = false, exact = false;
   app.add_option("--model", model_dir, "checkpoint directory (config.json, safetensors, tokenizer.json)")->required();
   app.add_option("--prompt", prompt, "prompt text (BOS is prepended when the tokenizer uses one)");
   app.add_option("--prompt-ids", prompt_ids, "prompt as comma-separated token ids instead of text");
@@ -41,8 +41,9 @@ int cmd_generate(int argc, char** argv) {
   app.add_option("--threads", threads, "worker threads (0 = all cores)")->check(CLI::Range(0, 1024));
   app.add_flag("--act-quant", act_quant, "W4A4 emulation: fake-quantize NVFP4 layer inputs (needs input_global_scale)");
   app.add_flag("--kv16", kv16, "keep the KV cache in BF16 (half the memory; not bit-faithful to f32)");
-  app.add_flag("--bf16-act", bf16_act, "faster prompt: BF16 activations in the AVX-512 prompt kernels (not exact f32)");
-  app.add_flag("--int8-act", int8_act, "faster prompt: int8 activations per 16 features in the NVFP4 prompt kernels (not exact f32)");
+  app.add_flag("--exact", exact, "f32 activations in every kernel (the reference); default: NVFP4 linears take int8 activations per 16 features");
+  app.add_flag("--bf16-act", bf16_act, "with --exact: BF16 activations in the AVX-512 prompt kernels (not exact f32)");
+  app.add_flag("--int8-act", int8_act, "int8 activations in the NVFP4 linears (the default; kept for scripts)");
   app.add_flag("--json", as_json, "print one JSON object instead of streaming text");
   app.add_flag("-q,--quiet", quiet, "no statistics on stderr");
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
@@ -77,7 +78,9 @@ int cmd_generate(int argc, char** argv) {
   eo.act_quant = act_quant;
   eo.kv_bf16 = kv16;
   eo.bf16_act = bf16_act;
-  eo.int8_act = int8_act;
+  if (exact && int8_act) fail_input("give either --exact or --int8-act, not both");
+  eo.int8_act = !exact && !bf16_act;
+  if (eo.int8_act) prepare_int8_weights(*model, eo.threads);
   Session s(*model, eo);
   std::vector<float> logits;
   auto t0 = std::chrono::steady_clock::now();

@@ -1,11 +1,13 @@
 // Decoder forward pass: RMSNorm, (Qwen3) q/k norm, rotate-half RoPE, causal GQA attention over a KV
-// cache, SwiGLU MLP, tied or separate head; every step as Hugging Face computes it, in f32.
+// cache (flash style, model/attention.h), SwiGLU MLP, tied or separate head; every step as Hugging
+// Face computes it, in f32 (the NVFP4 linears' int8 activations aside, see EngineOptions).
 #include "model/forward.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
+#include "model/attention.h"
 
 namespace fp4z {
 
@@ -136,20 +138,6 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     }
   };
   const float scale = float(1.0 / std::sqrt(double(D)));
-  const int64_t group = nh / nkv;
-  const int64_t ctx_max = pos0 + T;
-  // per thread: scores of one query, then one BF16-decoded key/value row
-  std::vector<std::vector<float>> scores(size_t(pool_.size()), std::vector<float>(size_t(ctx_max + D)));
-  auto dot = kernels::dot_scalar;
-  auto axpy = kernels::axpy_scalar;
-  if (opt_.isa == Isa::kAvx512) {
-    dot = kernels::dot_avx512;
-    axpy = kernels::axpy_avx512;
-  } else if (opt_.isa == Isa::kAvx2) {
-    dot = kernels::dot_avx2;
-    axpy = kernels::axpy_avx2;
-  }
-
   for (int64_t li = 0; li < c.layers; ++li) {
     const LayerWeights& L = m_.layers[size_t(li)];
     const bool kv16 = opt_.kv_bf16;
@@ -158,9 +146,10 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     uint16_t* kc16 = kv16 ? k16_.data() + li * capacity_ * kvd : nullptr;
     uint16_t* vc16 = kv16 ? v16_.data() + li * capacity_ * kvd : nullptr;
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H);
-    linear_forward(L.q, xn_.data(), T, q_.data(), pool_, kopt_);
-    linear_forward(L.k, xn_.data(), T, k_.data(), pool_, kopt_);
-    linear_forward(L.v, xn_.data(), T, v_.data(), pool_, kopt_);
+    shared_in_.source = nullptr;  // q, k and v quantize xn once (int8 path)
+    linear_forward(L.q, xn_.data(), T, q_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.k, xn_.data(), T, k_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.v, xn_.data(), T, v_.data(), pool_, kopt_, &shared_in_);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < nh; ++h) {
         float* qh = q_.data() + t * qd + h * D;
@@ -183,47 +172,27 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
       }
     }
     // Causal attention: query t (position pos0+t) sees positions 0..pos0+t.
-    pool_.run(T * nh, [&](int64_t task, int thread) {
-      const int64_t t = task / nh, h = task % nh, g = h / group;
-      const int64_t n_ctx = pos0 + t + 1;
-      const float* qh = q_.data() + t * qd + h * D;
-      float* sc = scores[size_t(thread)].data();
-      float mx = -INFINITY;
-      for (int64_t p = 0; p < n_ctx; ++p) {
-        const float* kp;
-        if (kv16) {
-          float* row = sc + ctx_max;
-          for (int64_t i = 0; i < D; ++i) row[i] = bf16_to_f32(kc16[p * kvd + g * D + i]);
-          kp = row;
-        } else {
-          kp = kc + p * kvd + g * D;
-        }
-        sc[p] = dot(qh, kp, D) * scale;
-        mx = std::max(mx, sc[p]);
-      }
-      float sum = 0.0f;
-      for (int64_t p = 0; p < n_ctx; ++p) {
-        sc[p] = std::exp(sc[p] - mx);
-        sum += sc[p];
-      }
-      float inv = 1.0f / sum;
-      float* out = att_.data() + t * qd + h * D;
-      std::fill(out, out + D, 0.0f);
-      for (int64_t p = 0; p < n_ctx; ++p) {
-        if (kv16) {
-          float* row = sc + ctx_max;
-          for (int64_t i = 0; i < D; ++i) row[i] = bf16_to_f32(vc16[p * kvd + g * D + i]);
-          axpy(sc[p] * inv, row, out, D);
-        } else {
-          axpy(sc[p] * inv, vc + p * kvd + g * D, out, D);
-        }
-      }
-    });
+    AttentionArgs aa;
+    aa.q = q_.data();
+    aa.T = T;
+    aa.heads = nh;
+    aa.kv_heads = nkv;
+    aa.D = D;
+    aa.pos0 = pos0;
+    aa.k = kc;
+    aa.v = vc;
+    aa.k16 = kc16;
+    aa.v16 = vc16;
+    aa.kv_stride = kvd;
+    aa.scale = scale;
+    aa.out = att_.data();
+    attention_forward(aa, pool_, opt_.isa);
     linear_forward(L.o, att_.data(), T, o_.data(), pool_, kopt_);
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.post_norm.data(), H, c.rms_eps, xn_.data() + t * H);
-    linear_forward(L.gate, xn_.data(), T, g_.data(), pool_, kopt_);
-    linear_forward(L.up, xn_.data(), T, u_.data(), pool_, kopt_);
+    shared_in_.source = nullptr;
+    linear_forward(L.gate, xn_.data(), T, g_.data(), pool_, kopt_, &shared_in_);
+    linear_forward(L.up, xn_.data(), T, u_.data(), pool_, kopt_, &shared_in_);
     for (int64_t i = 0; i < T * I; ++i) {
       float gv = g_[size_t(i)];
       g_[size_t(i)] = gv / (1.0f + std::exp(-gv)) * u_[size_t(i)];

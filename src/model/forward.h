@@ -14,9 +14,11 @@ struct EngineOptions {
   Isa isa = Isa::kScalar;  // set from kernel_isa() by callers
   bool act_quant = false;  // W4A4 emulation (needs input_global_scale on the NVFP4 linears)
   int64_t max_batch = 256; // tokens per forward chunk (bounds the activation scratch)
-  bool kv_bf16 = false;
-  bool int8_act = false;   // NVFP4 prompt kernels with int8 activations per 16 features (VNNI); not the f32 reference
-  bool bf16_act = false;   // prompt kernels with BF16 activations (vdpbf16ps); not the f32 reference    // store keys/values rounded to BF16 (half the cache memory; not exact)
+  bool kv_bf16 = false;    // store keys/values rounded to BF16 (half the cache memory; not exact)
+  // NVFP4 linears with int8 activations per token and 16 features (KernelOptions::int8_act): the
+  // CLI's default (--exact turns it off); call prepare_int8_weights first for speed. Not the f32 reference.
+  bool int8_act = false;
+  bool bf16_act = false;   // prompt kernels with BF16 activations (vdpbf16ps); not the f32 reference
 };
 
 // One sequence: a KV cache in f32, sized on demand (so memory follows the prompt length).
@@ -47,6 +49,7 @@ struct Session {
   std::vector<float> inv_freq_;
   // activation scratch
   std::vector<float> x_, xn_, q_, k_, v_, att_, o_, g_, u_, head_in_;
+  Int8Activations shared_in_;  // int8 path: xn quantized once for q/k/v and for gate/up
 };
 
 }  // namespace fp4z

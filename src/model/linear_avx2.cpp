@@ -1,5 +1,5 @@
 // AVX2/FMA linear kernels: register-blocked f32 GEMM over exactly dequantized NVFP4 panels and
-// direct BF16/F32 weights.
+// direct BF16/F32 weights, and the int8-activation NVFP4 kernel without VNNI (vpmaddubsw).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -119,6 +119,54 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// AVX2 has no VNNI (AVX-VNNI is a separate feature): vpmaddubsw sums byte pairs into int16 (at most
+// 2·24·127, no saturation), vpmaddwd with ones sums those into the same int32 dword lanes vpdpbusd
+// fills. Each (row, token) is computed straight from the packed weights; the f32 steps are those of
+// rows_int8_scalar, the 16 block lanes split over two ymm registers.
+void rows_int8_avx2(const Linear& w, const uint8_t* packed, const Int8Activations& xa, int64_t r0, int64_t r1, float* y, float*) {
+  const int64_t N = w.n, T = xa.T, G = xa.groups, ldx = G * 256, lds = G * 16;
+  const uint8_t* scales = int8_layout::scales(packed, N, w.k);
+  const __m256i lut = _mm256_broadcastsi128_si256(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+  const __m256i nib = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), f16_bits = _mm256_set1_epi16(0x3F80);
+  const __m256 k128 = _mm256_set1_ps(128.0f);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      float out = 0.0f;
+      for (int64_t g0 = 0; g0 < G; g0 += kInt8ChunkGroups) {
+        __m256 f[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int64_t g = g0; g < std::min(G, g0 + kInt8ChunkGroups); ++g) {
+          const uint8_t* p = packed + r * G * 128 + g * 128;
+          const int8_t* xg = xa.q.data() + t * ldx + g * 256;
+          __m128i sb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + r * G * 16 + g * 16));
+          __m256i h16 = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepu8_epi16(sb), 7), f16_bits);
+          __m256 ws[2] = {_mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h16)), k128),
+                          _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h16, 1)), k128)};
+          for (int h = 0; h < 2; ++h) {  // block lanes 8h .. 8h+7
+            __m256i acc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.corr.data() + t * lds + g * 16 + 8 * h));
+            for (int u = 0; u < 2; ++u) {
+              __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * u + 32 * h));
+              __m256i wl = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, nib));
+              __m256i wh = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+              __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64 * (2 * u) + 32 * h));
+              __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + 64 * (2 * u + 1) + 32 * h));
+              acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wl, xl), ones));
+              acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wh, xh), ones));
+            }
+            __m256 xs = _mm256_loadu_ps(xa.scale.data() + t * lds + g * 16 + 8 * h);
+            f[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_mul_ps(ws[h], xs), f[h]);
+          }
+        }
+        // hsum16_tree: lanes i + i+8, then i + i+4, then (0+2) + (1+3).
+        __m256 s8 = _mm256_add_ps(f[0], f[1]);
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_movehdup_ps(q));
+        out += _mm_cvtss_f32(q);
+      }
+      y[t * N + r] = out;
+    }
 }
 
 void rows_avx2(const Linear& w, const float* x, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {

@@ -3,10 +3,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "common/error.h"
+#include "common/mapped_file.h"
+#include "model/thread_pool.h"
 
 namespace fp4z {
 
@@ -263,6 +266,35 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   if (b.saw_ct && b.saw_modelopt) fail_input(dir + ": mixes compressed-tensors and ModelOpt NVFP4 tensors");
   m->has_input_global_scale = b.n_nvfp4 > 0 && b.n_with_input_scale == b.n_nvfp4;
   return m;
+}
+
+namespace {
+// Drops the pages of [p, p+len) from the resident set if they lie in one of the checkpoint's mappings.
+void release_mapped(const Checkpoint& ck, const uint8_t* p, size_t len) {
+  for (const auto& f : ck.files)
+    if (f->map.data && p >= f->map.data && p + len <= f->map.data + f->map.size)
+      release_pages(f->map, size_t(p - f->map.data), len);
+}
+}  // namespace
+
+void prepare_int8_weights(Model& m, int threads) {
+  std::vector<Linear*> lins;
+  for (auto& l : m.layers)
+    for (Linear* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) lins.push_back(w);
+  lins.push_back(&m.lm_head);
+  ThreadPool pool(std::max(1, threads));
+  for (Linear* w : lins) {
+    if (w->kind != WeightKind::kNvfp4 || w->int8) continue;
+    m.owned_int8.emplace_back(int8_layout::bytes(w->n, w->k));
+    uint8_t* out = m.owned_int8.back().data();
+    const int64_t rows = 64, tasks = (w->n + rows - 1) / rows;
+    pool.run(tasks, [&](int64_t task, int) { pack_int8_rows(*w, task * rows, std::min(w->n, task * rows + rows), out); });
+    w->int8 = out;
+    if (m.ckpt) {
+      release_mapped(*m.ckpt, w->data, size_t(w->n * w->k / 2));
+      release_mapped(*m.ckpt, w->scales, size_t(w->n * (w->k / 16)));
+    }
+  }
 }
 
 }  // namespace fp4z

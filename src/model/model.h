@@ -54,11 +54,17 @@ struct Model {
   std::string quant_format;  // "none", "compressed-tensors", "modelopt" (what was found)
   bool has_input_global_scale = false;  // every NVFP4 linear carries an activation scale
   std::vector<std::vector<float>> owned;  // F16 weights converted to f32 at load
+  std::vector<std::vector<uint8_t>> owned_int8;  // NVFP4 linears repacked for the int8 kernels
   uint64_t weight_bytes() const;          // bytes of all linears + embedding as stored
 };
 
 // Opens `dir` and builds the model (no copies of BF16/F32/NVFP4 weights). Throws Error(exit 2)
 // naming the file and the fault.
 std::unique_ptr<Model> load_model(const std::string& dir);
+
+// Repacks every NVFP4 linear for the int8 kernels (Linear::int8; the fast default path) on `threads`
+// threads and drops the checkpoint's now unused code/scale pages from the resident set, so memory
+// stays at one copy (the f32 --exact kernels still read the mapping, which pages back in). Idempotent.
+void prepare_int8_weights(Model& m, int threads);
 
 }  // namespace fp4z

@@ -23,9 +23,12 @@ inline void rows_by_panels(const Linear& w, const float* x, int64_t T, int64_t r
     return;
   }
   if (w.kind == WeightKind::kBF16) {
+    // One token (the head in generation): whole rows, so each group of rows is one contiguous
+    // stream from memory instead of K/kPanelK strided passes.
+    const int64_t panel = T == 1 ? K : kPanelK;
     const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
-      gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
+    for (int64_t c0 = 0; c0 < K; c0 += panel)
+      gemm(base + r0 * K + c0, K, r1 - r0, x + c0, K, T, std::min(panel, K - c0), y + r0, N);
     return;
   }
   for (int64_t rb = r0; rb < r1; rb += kPanelRows) {

@@ -1,0 +1,129 @@
+// The flash-attention task body, written once with GCC 16-lane vector types and compiled per ISA
+// file (included only by attention*.cpp, each compiling its own copy with its target flags).
+#pragma once
+// The vector helpers are internal (anonymous namespace, inlined): their ABI never crosses files.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "common/half.h"
+#include "model/attention.h"
+
+namespace fp4z::kernels {
+namespace {
+
+// 16 floats as a GCC vector (a C-style cast between the two types reinterprets the bits): each ISA file compiles the same operations to its own registers (one
+// zmm, two ymm, four xmm), and with -ffp-contract=off every ISA computes bit-identical values.
+typedef float F16x __attribute__((vector_size(64)));
+typedef int32_t I16x __attribute__((vector_size(64)));
+
+inline F16x load16(const float* p) {
+  F16x v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(float* p, F16x v) { std::memcpy(p, &v, sizeof v); }
+inline F16x splat(float x) { return F16x{} + x; }
+
+// e^x for x <= 0 (Cephes expf: round x·log2(e) by the 1.5·2^23 trick, two-part ln 2, degree-6
+// polynomial, 2^n through the exponent bits); below -87 it returns about 1e-38.
+inline F16x exp_nonpositive(F16x x) {
+  x = x < splat(-87.0f) ? splat(-87.0f) : x;
+  const F16x t = x * 1.44269504088896341f + 12582912.0f;
+  const F16x n = t - 12582912.0f;
+  const I16x ni = (I16x)t - 0x4B400000;
+  const F16x r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  F16x p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const F16x e = p * r * r + r + 1.0f;
+  const I16x bits = (ni + 127) << 23;
+  return e * (F16x)bits;
+}
+
+inline float cache_value(const float* f, const uint16_t* h, int64_t i) { return f ? f[i] : bf16_to_f32(h[i]); }
+
+// Rows = (query token, head of the group); per row the running max m, sum l and output O[D].
+void attend_impl(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, float* scratch) {
+  constexpr int64_t BK = kAttnKeys;  // two 16-lane vectors of scores
+  static_assert(BK == 32);
+  const int64_t D = a.D, group = a.heads / a.kv_heads, qd = a.heads * D;
+  const int64_t rows = (t1 - t0) * group;
+  const bool wide = D % 16 == 0;
+  float* kt = scratch;        // [D][BK] keys of the tile, transposed
+  float* vt = kt + D * BK;    // [BK][D]
+  float* o = vt + BK * D;     // [rows][D]
+  float* m = o + rows * D;    // [rows]
+  float* l = m + rows;        // [rows]
+  float* s = l + rows;        // [BK]
+  std::fill(o, o + rows * D, 0.0f);
+  std::fill(m, m + rows, -INFINITY);
+  std::fill(l, l + rows, 0.0f);
+  const int64_t n_keys = a.pos0 + t1;  // the last query token sees them all
+  for (int64_t k0 = 0; k0 < n_keys; k0 += BK) {
+    const int64_t nk = std::min(BK, n_keys - k0);
+    for (int64_t j = 0; j < BK; ++j) {
+      const int64_t base = (k0 + j) * a.kv_stride + g * D;
+      for (int64_t d = 0; d < D; ++d) {
+        kt[d * BK + j] = j < nk ? cache_value(a.k, a.k16, base + d) : 0.0f;
+        vt[j * D + d] = j < nk ? cache_value(a.v, a.v16, base + d) : 0.0f;
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = t0 + r / group, h = g * group + r % group;
+      const int64_t visible = std::min(nk, a.pos0 + t + 1 - k0);  // keys of this tile the row sees
+      if (visible <= 0) continue;
+      const float* qr = a.q + t * qd + h * D;
+      F16x s0{}, s1{};
+      for (int64_t d = 0; d < D; ++d) {
+        const F16x qv = splat(qr[d]);
+        s0 += qv * load16(kt + d * BK);
+        s1 += qv * load16(kt + d * BK + 16);
+      }
+      s0 *= a.scale;
+      s1 *= a.scale;
+      store16(s, s0);
+      store16(s + 16, s1);
+      float mx = m[r];
+      for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, s[j]);
+      const float corr = exp_nonpositive(splat(m[r] - mx))[0];  // 0 on the first tile (m = -inf)
+      store16(s, exp_nonpositive(s0 - mx));
+      store16(s + 16, exp_nonpositive(s1 - mx));
+      float sum = 0.0f;
+      for (int64_t j = 0; j < BK; ++j) {
+        if (j >= visible) s[j] = 0.0f;
+        sum += s[j];
+      }
+      l[r] = l[r] * corr + sum;
+      m[r] = mx;
+      float* orow = o + r * D;
+      if (wide) {
+        for (int64_t d0 = 0; d0 < D; d0 += 16) {
+          F16x acc = load16(orow + d0) * corr;
+          for (int64_t j = 0; j < visible; ++j) acc += s[j] * load16(vt + j * D + d0);
+          store16(orow + d0, acc);
+        }
+      } else {
+        for (int64_t d = 0; d < D; ++d) {
+          float acc = orow[d] * corr;
+          for (int64_t j = 0; j < visible; ++j) acc += s[j] * vt[j * D + d];
+          orow[d] = acc;
+        }
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = t0 + r / group, h = g * group + r % group;
+    const float inv = 1.0f / l[r];
+    float* dst = a.out + t * qd + h * D;
+    for (int64_t d = 0; d < D; ++d) dst[d] = o[r * D + d] * inv;
+  }
+}
+
+}  // namespace
+}  // namespace fp4z::kernels
