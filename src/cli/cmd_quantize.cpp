@@ -37,6 +37,7 @@ int cmd_quantize(int argc, char** argv) {
   app.add_option("--calibration-ctx", o.calibration_ctx, "rd: tokens per calibration sequence (default 512)");
   app.add_option("--sensitivity-seqs", o.sensitivity_seqs, "rd: calibration sequences used to measure per-layer sensitivity (default 4)");
   app.add_option("--rd-weighting", o.rd_weighting, "rd with calibration: sensitivity (default) or uniform");
+  app.add_option("--rd-tables", o.rd_tables, "rd cost tables: pooled (model-wide, default) or tensor (each tensor's own)");
   app.add_option("--damp", o.damp, "rd: GPTQ damping as a fraction of mean(diag H) (default 0.01)");
   app.add_option("--threads", o.threads, "worker threads (default: all cores)");
   app.add_option("--max-shard-size", shard, "shard the output above this size (default 5GB = 5e9 bytes)");

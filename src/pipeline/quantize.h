@@ -29,6 +29,7 @@ struct QuantizeOptions {
   int64_t calibration_ctx = 512;
   int sensitivity_seqs = 4;      // of the calibration sequences, used to measure per-layer sensitivity
   std::string rd_weighting = "sensitivity";  // "sensitivity" | "uniform"
+  std::string rd_tables = "pooled";  // cost tables: "pooled" (model-wide) | "tensor" (each tensor's own)
   double damp = 0.01;            // GPTQ damping, fraction of mean(diag H)
   bool force = false;
   bool quiet = false;

@@ -145,7 +145,7 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
 }
 
 RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
-                                double damp, int threads) {
+                                double damp, int threads, const RdCostTables* tables) {
   auto t0 = std::chrono::steady_clock::now();
   RdLayerResult res;
   res.packed.resize(size_t(N * K / 2));
@@ -154,20 +154,28 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
   if (H) rd_inverse_cholesky_upper(*H, K, damp, U);
   RdBlockParams p;
   p.gs = gs;
+  if (tables) {
+    p.costs = tables;
+    p.lambda = float(lambda);
+    rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
+    res.costs = *tables;
+  }
   Nvfp4Histogram uniform;
   RdCostTables costs = rd_costs_from_histogram(uniform);
-  p.costs = &costs;
-  p.lambda = 0;
-  rd_quantize_pass(W, N, K, nullptr, p, res.packed.data(), res.scales.data(), threads);
-  p.lambda = float(lambda);
-  for (int pass = 0; pass < kRdRatePasses; ++pass) {
+  if (!tables) {
+    p.costs = &costs;
+    p.lambda = 0;
+    rd_quantize_pass(W, N, K, nullptr, p, res.packed.data(), res.scales.data(), threads);
+    p.lambda = float(lambda);
+  }
+  for (int pass = 0; pass < kRdRatePasses && !tables; ++pass) {
     Nvfp4Histogram h;
     h.add_packed(res.packed.data(), res.packed.size());
     h.add_scales(res.scales.data(), res.scales.size());
     costs = rd_costs_from_histogram(h);
     rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
   }
-  res.costs = costs;
+  if (!tables) res.costs = costs;
   res.hist.add_packed(res.packed.data(), res.packed.size());
   res.hist.add_scales(res.scales.data(), res.scales.size());
   // Error metrics, per row in double, summed in row order.

@@ -36,10 +36,11 @@ struct RdLayerResult {
   double seconds = 0;
 };
 
-// The whole layer: pass 0, then kRdRatePasses passes with λ (each with the tables of the previous
-// pass's histogram). H (K×K, mean x xᵀ) may be null.
+// The whole layer. With `tables` (model-wide tables, see RdJob): one pass with them. Without:
+// the tensor's own tables, pass 0 then kRdRatePasses passes with λ (each with the tables of the
+// previous pass's histogram). H (K×K, mean x xᵀ) may be null.
 RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
-                                double damp, int threads);
+                                double damp, int threads, const RdCostTables* tables = nullptr);
 
 // Dequantized value of code `c` in block scale byte `s8` with global scale gs (loaders' formula).
 float rd_dequant(uint8_t code, uint8_t s8, float gs);

@@ -76,6 +76,7 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   if (has_lambda && !std::isfinite(o.lambda)) fail_input("--lambda must be a finite number >= 0");
   if (has_target && !(o.target_bits > 0 && o.target_bits <= 4.5))
     fail_input("--target-bits " + fmt(o.target_bits) + " is unreachable (NVFP4 with rd ranges over (0, 4.5] bits per weight)");
+  if (o.rd_tables != "pooled" && o.rd_tables != "tensor") fail_input("--rd-tables must be pooled or tensor");
   if (o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform") fail_input("--rd-weighting must be sensitivity or uniform");
   if (!(o.damp > 0 && o.damp < 1)) fail_input("--damp must be in (0, 1)");
   if (o.calibration.empty() && (o.calibration_seqs != 64 || o.calibration_ctx != 512))
@@ -113,22 +114,56 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
 
   if (!o.calibration.empty()) setup_calibration();
 
-  if (has_lambda) {
-    lambda_ = o.lambda;
-    return;
-  }
-  // --target-bits: the largest rate not above the target. Bracket λ by factors of 10 from the
-  // λ = 0 run's mean distortion per weight, then regula falsi on log λ (the rate is smooth in log λ).
+  // Rate tables. "pooled": one model-wide table pair, from the pooled histogram of a whole-model
+  // run, refined a fixed number of times (the estimate does not converge); the figure that
+  // --target-bits aims at is the pooled order-0 size, so this is the rate it measures. "tensor":
+  // each tensor's own tables, iterated inside rd_quantize_layer.
   auto t0 = Clock::now();
+  pooled_tables_ = o.rd_tables == "pooled";
   double d0 = 0;
-  const double b0 = run_bits(0.0, &d0);
-  const double target = o.target_bits;
-  if (target >= b0)
-    fail_input("--target-bits " + fmt(target) + " is unreachable: rd's highest rate on this model is " + fmt(b0) +
-               " bits/weight (λ = 0); ask for less, or use --lambda 0");
+  Nvfp4Histogram h;
+  if (model_) {
+    uint64_t bytes = 0;
+    for (const auto& u : units_)
+      for (const auto& m : u.modules) bytes += uint64_t(src.get(m + ".weight").info->shape[1]) * src.get(m + ".weight").info->shape[1] * 8;
+    fill_h_cache_ = bytes <= (uint64_t(1) << 30);
+  }
+  const double b0 = run_bits(0.0, &d0, &h);
+  use_h_cache_ = fill_h_cache_;
+  fill_h_cache_ = false;
+  tables_ = rd_costs_from_histogram(h);
+  if (has_lambda) {
+    for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
+      run_bits(o.lambda, nullptr, &h);
+      tables_ = rd_costs_from_histogram(h);
+    }
+    lambda_ = o.lambda;
+  } else {
+    const double target = o.target_bits;
+    if (target >= b0)
+      fail_input("--target-bits " + fmt(target) + " is unreachable: rd's highest rate on this model is " + fmt(b0) +
+                 " bits/weight (λ = 0); ask for less, or use --lambda 0");
+    lambda_ = search_lambda(b0, d0);
+    for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
+      run_bits(lambda_, nullptr, &h);
+      tables_ = rd_costs_from_histogram(h);
+      lambda_ = search_lambda(b0, d0, lambda_);
+    }
+  }
+  search_seconds_ = since(t0);
+  use_h_cache_ = false;  // the written run is fully sequential again
+  h_cache_.clear();
+  owner_cache_.clear();
+}
+
+// The largest rate not above the target: λ bracketed by factors of 10 from the λ = 0 run's mean
+// distortion per weight, then regula falsi on log λ.
+double RdJob::search_lambda(double b0, double d0, double hint) {
+  const double target = o_.target_bits;
   double lo = 0, blo = b0, hi = -1, bhi = 0;
-  double lam = d0 > 0 ? d0 : 1e-12;
-  for (int i = 0; i < 40 && hi < 0; ++i, lam *= 10) {
+  double lam = hint > 0 ? hint / 1.5 : d0 > 0 ? d0 : 1e-12;
+  const double step = hint > 0 ? 1.5 : 10;  // a hint (the previous round's λ) is close
+  for (int i = 0; i < 80 && hi < 0; ++i, lam *= step) {
     double b = run_bits(lam);
     if (b <= target) {
       hi = lam;
@@ -139,13 +174,13 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
     }
   }
   if (hi < 0) fail_input("--target-bits " + fmt(target) + " is unreachable: no λ up to " + fmt(lam) + " gets the rate that low");
-  for (int i = 0; i < 40 && lo == 0 && hi > 1e-30; ++i) {
-    double b = run_bits(hi / 10);
+  for (int i = 0; i < 80 && lo == 0 && hi > 1e-30; ++i) {
+    double b = run_bits(hi / step);
     if (b > target) {
-      lo = hi / 10;
+      lo = hi / step;
       blo = b;
     } else {
-      hi /= 10;
+      hi /= step;
       bhi = b;
     }
   }
@@ -161,8 +196,7 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
       blo = b;
     }
   }
-  lambda_ = hi;
-  search_seconds_ = since(t0);
+  return hi;
 }
 
 void RdJob::setup_calibration() {
@@ -304,7 +338,14 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   const bool calibrated = model_ && u.layer >= 0 && model_linear(u.layer, u.modules[0]);
   std::map<std::string, std::vector<double>> H;  // per input owner module
   std::map<std::string, std::string> owner;       // module -> the module whose H it shares
-  if (calibrated) {
+  bool cached = calibrated && use_h_cache_;
+  for (const auto& m : u.modules) cached = cached && owner_cache_.count(m);
+  if (cached)
+    for (const auto& m : u.modules) {
+      owner[m] = owner_cache_[m];
+      if (!H.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
+    }
+  if (calibrated && !cached) {
     auto t0 = Clock::now();
     const int64_t Hd = model_->cfg.hidden;
     std::set<std::string> wanted(u.modules.begin(), u.modules.end());
@@ -340,6 +381,10 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
           h[size_t(j * K + i)] = v;
         }
     }
+    if (fill_h_cache_) {
+      for (const auto& [m, h] : H) h_cache_[m] = h;
+      for (const auto& [m, w] : owner) owner_cache_[m] = w;
+    }
     calib_seconds_ += since(t0);
   }
   for (const auto& m : u.modules) {
@@ -351,9 +396,10 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       if (it == owner.end() || !H.count(it->second)) fail_input("rd: calibration never reached '" + m + "'");
       h = &H[it->second];
     }
-    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp, threads_));
+    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp, threads_,
+                                             pooled_tables_ ? &tables_ : nullptr));
   }
-  if (calibrated) {
+  if (calibrated && !cached) {
     // Later layers see this layer quantized (GPTQ order): swap it in and advance the hidden states.
     auto t0 = Clock::now();
     for (auto& [m, res] : done) {
@@ -367,7 +413,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   for (auto& [m, res] : done) sink(m, res);
 }
 
-double RdJob::run_bits(double lambda, double* distortion_per_weight) {
+double RdJob::run_bits(double lambda, double* distortion_per_weight, Nvfp4Histogram* hist) {
   begin_run(lambda);
   Nvfp4Histogram h;
   double dist = 0;
@@ -379,6 +425,7 @@ double RdJob::run_bits(double lambda, double* distortion_per_weight) {
     });
   ++search_runs_;
   if (distortion_per_weight) *distortion_per_weight = h.weights() ? dist / double(h.weights()) : 0;
+  if (hist) *hist = h;
   return h.ideal_bits_per_weight();
 }
 
@@ -469,6 +516,7 @@ nlohmann::ordered_json RdJob::report() const {
   j["distortion"] = model_ ? "output error: sum over rows of dW H dW^T, H = mean x x^T (GPTQ error feedback)" : "weight squared error";
   j["weighting"] = model_ ? o_.rd_weighting : "uniform";
   j["damp"] = o_.damp;
+  j["rate_tables"] = o_.rd_tables;
   j["rate_passes"] = kRdRatePasses;
   j["global_room"] = kRdGlobalRoom;
   j["search_runs"] = search_runs_;

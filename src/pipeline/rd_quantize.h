@@ -59,7 +59,9 @@ class RdJob {
   void process_unit(size_t u, const Sink& sink);
   // Quantizes everything at λ without writing; returns the pooled ideal bits/weight and, optionally,
   // the weighted distortion per weight.
-  double run_bits(double lambda, double* distortion_per_weight = nullptr);
+  double run_bits(double lambda, double* distortion_per_weight = nullptr, Nvfp4Histogram* hist = nullptr);
+  // --target-bits: bisection on log λ with the current tables (the rate is smooth in log λ).
+  double search_lambda(double b0, double d0, double hint = 0);
   void measure_sensitivities();
   void setup_calibration();
   Linear* model_linear(int64_t layer, const std::string& module);
@@ -72,6 +74,8 @@ class RdJob {
   std::map<std::string, float> absmax_gs_;    // module -> compressed-tensors global scale
   std::map<std::string, double> sensitivity_;  // module -> KL per unit of output error (1 without)
   double lambda_ = 0;
+  bool pooled_tables_ = true;
+  RdCostTables tables_{};  // model-wide cost tables (pooled_tables_)
   // calibration
   std::unique_ptr<Model> model_;
   std::unique_ptr<Session> session_;
@@ -81,6 +85,11 @@ class RdJob {
   int64_t ctx_ = 0;
   double calib_seconds_ = 0, sens_seconds_ = 0, search_seconds_ = 0;
   int search_runs_ = 0;
+  // λ search with calibration: the H of every layer from the first (λ = 0, sequential) run, reused by
+  // the search runs so that they need no forward passes (only when they fit in 1 GiB).
+  std::map<std::string, std::vector<double>> h_cache_;
+  std::map<std::string, std::string> owner_cache_;
+  bool fill_h_cache_ = false, use_h_cache_ = false;
   // write run state
   size_t next_unit_ = 0;
   bool started_ = false;
