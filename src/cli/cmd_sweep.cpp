@@ -3,6 +3,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/error.h"
 #include "pipeline/rd_sweep.h"
 
 namespace fp4z::cli {
@@ -13,10 +14,12 @@ int cmd_sweep(int argc, char** argv) {
                "an evaluation text, and write OUT/sweep.json, OUT/sweep.csv and OUT/sweep.svg (the Pareto curves)."};
   app.name("fp4z sweep");
   SweepOptions o;
-  app.add_option("--source", o.source, "F32/BF16/F16 checkpoint with a tokenizer")->required();
+  std::string replot;
+  app.add_option("--replot", replot, "only rewrite DIR/sweep.svg from DIR/sweep.json");
+  app.add_option("--source", o.source, "F32/BF16/F16 checkpoint with a tokenizer");
   app.add_option("--calibration", o.calibration, "calibration text for rd (without it only rd without calibration runs)");
-  app.add_option("--eval", o.eval_text, "evaluation text (must not overlap the calibration text)")->required();
-  app.add_option("--out", o.out, "output directory")->required();
+  app.add_option("--eval", o.eval_text, "evaluation text (must not overlap the calibration text)");
+  app.add_option("--out", o.out, "output directory");
   app.add_option("--alphas", o.alphas, "seed alphas (comma-separated, default 1.25,1.5,2,2.5,3)")->delimiter(',');
   app.add_option("--rd-targets", o.rd_targets, "rd bits/weight targets (comma-separated)")->delimiter(',');
   app.add_flag("!--no-rd-uncalibrated", o.rd_uncalibrated, "skip the rd-without-calibration series");
@@ -29,6 +32,11 @@ int cmd_sweep(int argc, char** argv) {
   app.add_flag("--force", o.force, "replace an existing output directory");
   app.add_flag("--quiet,-q", o.quiet, "no progress lines");
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
+  if (!replot.empty()) {
+    replot_sweep(replot);
+    return 0;
+  }
+  if (o.source.empty() || o.eval_text.empty() || o.out.empty()) fail_input("fp4z sweep needs --source, --eval and --out (or --replot DIR)");
   auto pts = run_sweep(o);
   std::printf("%-16s %9s %9s %11s %8s %8s %8s %8s\n", "point", "bits", "coded", "weight_mse", "ppl", "KL", "KL_p99", "top1");
   for (const auto& p : pts)

@@ -142,7 +142,7 @@ std::string sweep_svg(const std::vector<SweepPoint>& pts, const std::string& tit
   for (const auto& s : seen) {
     svg += "<circle cx='" + num(x) + "' cy='" + num(H - 18) + "' r='5' fill='" + series_color(s) + "'/>";
     svg += "<text x='" + num(x + 10) + "' y='" + num(H - 14) + "' font-size='12'>" + series_name(s) + "</text>\n";
-    x += 250;
+    x += 40 + 6.6 * double(std::string(series_name(s)).size());
   }
   svg += "</svg>\n";
   return svg;
@@ -285,6 +285,37 @@ std::vector<SweepPoint> run_sweep(const SweepOptions& o) {
   write_text_file(out.path("sweep.svg"), sweep_svg(pts, title));
   out.commit();
   return pts;
+}
+
+void replot_sweep(const std::string& dir) {
+  const std::string path = dir + "/sweep.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_whole_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail_input(path + ": not a sweep JSON (" + e.what() + ")");
+  }
+  if (!j.contains("points") || !j["points"].is_array()) fail_input(path + ": no 'points' array");
+  std::vector<SweepPoint> pts;
+  try {
+    for (const auto& q : j["points"]) {
+      SweepPoint p;
+      p.series = q.at("series");
+      p.label = q.at("label");
+      p.param = q.at("param");
+      p.ideal_bits = q.at("ideal_bits");
+      p.kl_mean = q.at("kl_mean");
+      p.weight_mse = q.at("weight_mse");
+      pts.push_back(p);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail_input(path + ": malformed point (" + e.what() + ")");
+  }
+  std::string title = "NVFP4 rate vs accuracy: " + fs::path(j.value("source", std::string("model"))).filename().string() + " (" +
+                      std::to_string(j.value("eval_tokens", 0)) + " evaluation tokens)";
+  StagedFile f(dir + "/sweep.svg", true);
+  write_text_file(f.temp, sweep_svg(pts, title));
+  f.commit();
 }
 
 }  // namespace fp4z

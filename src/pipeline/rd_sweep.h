@@ -32,4 +32,7 @@ std::vector<SweepPoint> run_sweep(const SweepOptions& o);
 // The SVG plot of the Pareto curves: bits/weight vs KL (left) and vs weight MSE (right), one line per series.
 std::string sweep_svg(const std::vector<SweepPoint>& pts, const std::string& title);
 
+// Rewrites DIR/sweep.svg from DIR/sweep.json (after a plot change, without rerunning the sweep).
+void replot_sweep(const std::string& dir);
+
 }  // namespace fp4z
