@@ -8,11 +8,11 @@ FIX=${FP4Z_FIXTURES:-../shared/fixtures}
 OUT=${1:-build/rd-sweep}
 W=$OUT.work
 mkdir -p "$W"
-build/fp4z import-llama2c "$FIX/stories260K/stories260K.bin" --tokenizer "$FIX/stories260K/tok512.bin" --out "$W/src" --force -q
+build/fp4z import-llama2c "$FIX/stories260K/stories260K.bin" --tokenizer "$FIX/stories260K/tok512.bin" --out "$W/stories260K" --force -q
 TXT=$FIX/eval/tinystories/tinystories_val.txt
 N=$(wc -c < "$TXT")
 head -c $((N / 2)) "$TXT" > "$W/calib.txt"
 tail -c +$((N / 2 + 1)) "$TXT" > "$W/eval.txt"
-build/fp4z sweep --source "$W/src" --calibration "$W/calib.txt" --eval "$W/eval.txt" --out "$OUT" \
+build/fp4z sweep --source "$W/stories260K" --calibration "$W/calib.txt" --eval "$W/eval.txt" --out "$OUT" \
   --rd-targets 3.3,3.45,3.6,3.75,3.9,4.05 --chunks 40 --force
 python3 scripts/rd_sweep_table.py "$OUT/sweep.json"
