@@ -19,7 +19,7 @@ struct Subcommand {
 };
 
 const Subcommand kSubcommands[] = {
-    {"quantize", "re-quantize a checkpoint to NVFP4 (absmax, seed)", fp4z::cli::cmd_quantize},
+    {"quantize", "re-quantize a checkpoint to NVFP4 (absmax, seed, rd)", fp4z::cli::cmd_quantize},
     {"check", "validate an NVFP4 checkpoint against loader rules", fp4z::cli::cmd_check},
     {"import-llama2c", "convert a llama2.c model to a Hugging Face checkpoint", fp4z::cli::cmd_import_llama2c},
     {"compress", "losslessly compress a checkpoint directory to .fp4z", fp4z::cli::cmd_compress},
@@ -29,6 +29,7 @@ const Subcommand kSubcommands[] = {
     {"generate", "generate text with a checkpoint", fp4z::cli::cmd_generate},
     {"eval", "perplexity / KL divergence (eval ppl) and MMLU (eval mmlu)", fp4z::cli::cmd_eval},
     {"compare", "print a per-layer comparison table of quantized checkpoints", fp4z::cli::cmd_compare},
+    {"sweep", "rate vs accuracy of absmax, seed alphas and rd targets, with a plot", fp4z::cli::cmd_sweep},
 };
 
 void print_usage(FILE* out) {

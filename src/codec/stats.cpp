@@ -12,6 +12,7 @@
 #include "codec/chunk_codec.h"
 #include "common/error.h"
 #include "common/parallel.h"
+#include "nvfp4/rd.h"
 #include "format/checkpoint.h"
 #include "nvfp4/codec.h"
 
@@ -247,6 +248,9 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
     *f /= wsum;
   t.bits_per_weight = 8.0 * double(t.coded_codes + t.coded_scales + 4 * rep.layers.size()) / wsum;
   t.raw_bits_per_weight = 8.0 * double(t.code_bytes + t.scale_bytes + 4 * rep.layers.size()) / wsum;
+  Nvfp4Histogram pooled;  // the ideal order-0 size that `quantize --method rd` targets
+  for (const Layer& l : layers) pooled.add_packed(l.codes->data(), l.codes->info->nbytes()), pooled.add_scales(l.scales->data(), l.scales->info->nbytes());
+  rep.ideal_bits_per_weight = pooled.ideal_bits_per_weight();
   return rep;
 }
 
@@ -288,6 +292,7 @@ nlohmann::ordered_json stats_json(const StatsReport& r) {
   j["layers"] = nlohmann::ordered_json::array();
   for (const LayerStats& s : r.layers) j["layers"].push_back(layer_json(s));
   j["total"] = layer_json(r.total);
+  j["ideal_order0_bits_per_weight"] = r.ideal_bits_per_weight;
   j["other_tensor_bytes"] = r.other_tensor_bytes;
   return j;
 }
@@ -330,6 +335,8 @@ std::string stats_text(const StatsReport& r) {
   out += line;
   std::snprintf(line, sizeof line, "  bits per weight: %.4f coded (raw %.4f)%s\n", t.bits_per_weight, t.raw_bits_per_weight,
                 t.has_mse ? "" : "");
+  out += line;
+  std::snprintf(line, sizeof line, "  ideal order-0 bits per weight: %.4f (H(pooled codes, -0 as +0) + H(pooled scales)/16)\n", r.ideal_bits_per_weight);
   out += line;
   if (t.has_mse) {
     std::snprintf(line, sizeof line, "  MSE vs reference %.6e\n", t.mse);

@@ -50,7 +50,8 @@ struct StatsReport {
   std::string dir;
   std::vector<LayerStats> layers;
   LayerStats total;  // sums; entropies and MSE weighted by weight count
-  uint64_t other_tensor_bytes = 0;  // everything that is not a quantized layer's codes/scales/global
+  uint64_t other_tensor_bytes = 0;
+  double ideal_bits_per_weight = 0;  // H0(pooled codes, -0 as +0) + H0(pooled scales) / 16  // everything that is not a quantized layer's codes/scales/global
 };
 
 // Throws Error (exit 2) if the checkpoint has no NVFP4 layers or cannot be read.

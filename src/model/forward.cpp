@@ -102,6 +102,18 @@ void Session::forward(const int32_t* tokens, int64_t n, int64_t count, std::vect
   }
 }
 
+void Session::run_layers(float* x, int64_t T, int64_t l0, int64_t l1) {
+  truncate(0);
+  reserve(T);
+  ext_x_ = x;
+  layer_begin_ = l0;
+  layer_end_ = l1;
+  forward_chunk(nullptr, T, 0, nullptr);
+  ext_x_ = nullptr;
+  layer_begin_ = 0;
+  layer_end_ = -1;
+}
+
 void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int64_t H = c.hidden, D = c.head_dim, nh = c.heads, nkv = c.kv_heads, I = c.intermediate;
@@ -115,7 +127,8 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
   o_.resize(size_t(T * H));
   g_.resize(size_t(T * I));
   u_.resize(size_t(T * I));
-  for (int64_t t = 0; t < T; ++t) {
+  for (int64_t t = 0; t < T && ext_x_; ++t) std::copy_n(ext_x_ + t * H, H, x_.data() + t * H);
+  for (int64_t t = 0; t < T && !ext_x_; ++t) {
     if (tokens[t] < 0 || tokens[t] >= m_.embed.rows)
       fail_input("token id " + std::to_string(tokens[t]) + " is outside the vocabulary (" + std::to_string(m_.embed.rows) + ")");
     m_.embed.row(tokens[t], x_.data() + t * H);
@@ -138,7 +151,13 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     }
   };
   const float scale = float(1.0 / std::sqrt(double(D)));
-  for (int64_t li = 0; li < c.layers; ++li) {
+  // Every decoder Linear goes through here, so the calibration observer sees its exact input rows.
+  auto linear = [&](int64_t li, const Linear& w, const float* x, float* y, Int8Activations* shared = nullptr) {
+    if (observer_) observer_(li, w, x, T);
+    linear_forward(w, x, T, y, pool_, kopt_, shared);
+  };
+  const int64_t l_end = layer_end_ < 0 ? c.layers : layer_end_;
+  for (int64_t li = layer_begin_; li < l_end; ++li) {
     const LayerWeights& L = m_.layers[size_t(li)];
     const bool kv16 = opt_.kv_bf16;
     float* kc = kv16 ? nullptr : k_cache_.data() + li * capacity_ * kvd;
@@ -147,9 +166,9 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     uint16_t* vc16 = kv16 ? v16_.data() + li * capacity_ * kvd : nullptr;
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H);
     shared_in_.source = nullptr;  // q, k and v quantize xn once (int8 path)
-    linear_forward(L.q, xn_.data(), T, q_.data(), pool_, kopt_, &shared_in_);
-    linear_forward(L.k, xn_.data(), T, k_.data(), pool_, kopt_, &shared_in_);
-    linear_forward(L.v, xn_.data(), T, v_.data(), pool_, kopt_, &shared_in_);
+    linear(li, L.q, xn_.data(), q_.data(), &shared_in_);
+    linear(li, L.k, xn_.data(), k_.data(), &shared_in_);
+    linear(li, L.v, xn_.data(), v_.data(), &shared_in_);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < nh; ++h) {
         float* qh = q_.data() + t * qd + h * D;
@@ -187,18 +206,22 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     aa.scale = scale;
     aa.out = att_.data();
     attention_forward(aa, pool_, opt_.isa);
-    linear_forward(L.o, att_.data(), T, o_.data(), pool_, kopt_);
+    linear(li, L.o, att_.data(), o_.data());
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
     for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.post_norm.data(), H, c.rms_eps, xn_.data() + t * H);
     shared_in_.source = nullptr;
-    linear_forward(L.gate, xn_.data(), T, g_.data(), pool_, kopt_, &shared_in_);
-    linear_forward(L.up, xn_.data(), T, u_.data(), pool_, kopt_, &shared_in_);
+    linear(li, L.gate, xn_.data(), g_.data(), &shared_in_);
+    linear(li, L.up, xn_.data(), u_.data(), &shared_in_);
     for (int64_t i = 0; i < T * I; ++i) {
       float gv = g_[size_t(i)];
       g_[size_t(i)] = gv / (1.0f + std::exp(-gv)) * u_[size_t(i)];
     }
-    linear_forward(L.down, g_.data(), T, o_.data(), pool_, kopt_);
+    linear(li, L.down, g_.data(), o_.data());
     for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
+  }
+  if (ext_x_) {
+    std::copy_n(x_.data(), T * H, ext_x_);
+    return;
   }
   len_ = pos0 + T;
   if (count > 0) {

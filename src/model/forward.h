@@ -1,6 +1,7 @@
 // Forward pass of a loaded Model with a KV cache (Hugging Face semantics, f32 activations).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/linear.h"
@@ -21,6 +22,10 @@ struct EngineOptions {
   bool bf16_act = false;   // prompt kernels with BF16 activations (vdpbf16ps); not the f32 reference
 };
 
+// Calibration hook (fp4z quantize --method rd): sees the input rows x [T, w.k] of every Linear of
+// decoder layer `layer` just before the product; the f32 path is unchanged by it.
+using LinearObserver = std::function<void(int64_t layer, const Linear& w, const float* x, int64_t T)>;
+
 // One sequence: a KV cache in f32, sized on demand (so memory follows the prompt length).
 struct Session {
   Session(const Model& model, const EngineOptions& opt);
@@ -30,6 +35,10 @@ struct Session {
   // Forgets positions >= len (prefix reuse).
   void truncate(int64_t len);
   int64_t len() const { return len_; }
+  void set_linear_observer(LinearObserver f) { observer_ = std::move(f); }
+  // Applies decoder layers [l0, l1) in place to hidden states x [T, hidden] of a fresh sequence at
+  // positions 0..T-1 (no embedding, no head; the KV cache is reset first).
+  void run_layers(float* x, int64_t T, int64_t l0, int64_t l1);
   const Model& model() const { return m_; }
   ThreadPool& pool() { return pool_; }
   uint64_t kv_bytes() const {
@@ -47,6 +56,9 @@ struct Session {
   std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_heads*head_dim]
   std::vector<uint16_t> k16_, v16_;       // the same in BF16 (EngineOptions::kv_bf16)
   std::vector<float> inv_freq_;
+  LinearObserver observer_;
+  float* ext_x_ = nullptr;  // run_layers: hidden states in/out instead of embedding and head
+  int64_t layer_begin_ = 0, layer_end_ = -1;
   // activation scratch
   std::vector<float> x_, xn_, q_, k_, v_, att_, o_, g_, u_, head_in_;
   Int8Activations shared_in_;  // int8 path: xn quantized once for q/k/v and for gate/up

@@ -21,6 +21,7 @@
 #include "nvfp4/kernels.h"
 #include "nvfp4/scales.h"
 #include "pipeline/fused_groups.h"
+#include "pipeline/rd_quantize.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -210,6 +211,9 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   const bool modelopt = o.format == "modelopt";
   std::set<std::string> qset(plan.quantized.begin(), plan.quantized.end());
   const bool drop_head = redundant_tied_head(*src, cfg);
+  // rd: same plan and files; its job chooses global scales, codes and the write order (decoder order).
+  std::unique_ptr<RdJob> rd;
+  if (o.method == "rd") rd = std::make_unique<RdJob>(o, *src, plan.quantized);
 
   std::vector<TensorSpec> specs;
   for (const auto& n : src->names) {
@@ -237,7 +241,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
 
   // Global scale per fused group, from the group's amax (= min of the members' scales).
   std::unordered_map<std::string, float> gscale;
-  for (const auto& g : group_fused(plan.quantized)) {
+  for (const auto& g : rd ? std::vector<std::vector<std::string>>{} : group_fused(plan.quantized)) {
     float amax = 0;
     SourceRounding rnd = SourceRounding::kF32;
     for (const auto& m : g) {
@@ -254,7 +258,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   }
 
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
-  for (const auto& n : src->names) {
+  for (const auto& n : rd ? rd->write_order(src->names) : src->names) {
     const TensorRef& r = src->get(n);
     if (drop_head && n == "lm_head.weight") {
       prog.advance(1, r.info->nbytes(), n);
@@ -267,8 +271,9 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
       continue;
     }
     const int64_t R = r.info->shape[0], C = r.info->shape[1];
-    const float gs = gscale.at(m);
-    absmax_encode(view_of(r), gs, o.canonical_zero, threads, K, enc);
+    if (rd) rd->encode(m, enc);
+    else absmax_encode(view_of(r), gscale.at(m), o.canonical_zero, threads, K, enc);
+    const float gs = enc.global_scale;
     const auto& packed = enc.packed;
     const auto& scales = enc.scales;
     writer.write(m + (modelopt ? ".weight" : ".weight_packed"), packed.data(), packed.size());
@@ -320,7 +325,12 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   }
   declare_bf16_compute(cfg);
   write_json_file(out.path("config.json"), cfg);
-  copy_other_files(*src, out, {"config.json", "hf_quant_config.json"});
+  if (rd) {
+    write_json_file(out.path("fp4z_rd_report.json"), rd->report());
+    res.rd_lambda = rd->lambda();
+    res.rd_bits_per_weight = rd->bits_per_weight();
+  }
+  copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"});
   out.commit();
   aggregate(res);
 }
@@ -562,7 +572,8 @@ QuantizeResult quantize_checkpoint(const QuantizeOptions& opts) {
   QuantizeResult res;
   if (o.method == "absmax") run_absmax(o, res);
   else if (o.method == "seed") run_seed(o, res);
-  else fail_input("unknown --method '" + o.method + "' (expected absmax or seed)");
+  else if (o.method == "rd") run_absmax(o, res);  // the absmax plan and writer with RdJob's encodings
+  else fail_input("unknown --method '" + o.method + "' (expected absmax, seed or rd)");
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

@@ -12,7 +12,7 @@ namespace fp4z {
 struct QuantizeOptions {
   std::string source;
   std::string out;
-  std::string method = "absmax";  // "absmax" | "seed"
+  std::string method = "absmax";  // "absmax" | "seed" | "rd"
   std::string template_dir;       // seed only
   std::string format = "compressed-tensors";  // absmax: or "modelopt"
   float alpha = 2.0f;
@@ -21,6 +21,16 @@ struct QuantizeOptions {
   bool fused_global_scale = false;            // seed: one global scale per fused group
   bool canonical_zero = false;                // write code 0 instead of 8 for negative zeros
   bool legacy_config = false;                 // omit scale_dtype/zp_dtype (compressed-tensors <= 0.12)
+  // rd (docs/quantize.md "--method rd"): exactly one of lambda >= 0 or target_bits > 0.
+  double lambda = -1;
+  double target_bits = 0;        // ideal order-0 bits per weight of the quantized Linears
+  std::string calibration;       // text file; empty = weight MSE
+  int calibration_seqs = 64;     // sequences of calibration_ctx tokens
+  int64_t calibration_ctx = 512;
+  int sensitivity_seqs = 4;      // of the calibration sequences, used to measure per-layer sensitivity
+  std::string rd_weighting = "sensitivity";  // "sensitivity" | "uniform"
+  std::string rd_tables = "pooled";  // cost tables: "pooled" (model-wide) | "tensor" (each tensor's own)
+  double damp = 0.01;            // GPTQ damping, fraction of mean(diag H)
   bool force = false;
   bool quiet = false;
   int threads = 0;
@@ -45,6 +55,7 @@ struct QuantizeResult {
   uint64_t input_bytes = 0;
   uint64_t quantized_weights = 0;
   // Weighted aggregates over quantized layers (by weight count).
+  double rd_lambda = 0, rd_bits_per_weight = 0;  // rd: chosen λ, pooled ideal bits/weight
   double base_proxy = 0, new_proxy = 0, base_mse = 0, new_mse = 0;
 };
 

@@ -1,0 +1,71 @@
+// rd quantization speed without calibration: one Qwen3-4B q_proj-shaped slice of BF16 weights on one
+// thread, the whole layer job (pass 0 + per-tensor table passes) and one pass with fixed tables.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "format/dtype.h"
+#include "nvfp4/rd.h"
+#include "pipeline/rd_layer.h"
+
+using namespace fp4z;
+
+namespace {
+
+constexpr int64_t kRows = 256, kCols = 2560;  // 256 rows of a q_proj (bytes per second scale to the full tensor)
+
+struct Fixture {
+  std::vector<float> w;  // BF16 values widened to f32 (what the job sees after loading a BF16 row)
+  float gs = 1;
+  RdCostTables tables{};
+  Fixture() {
+    std::mt19937 rng(1);
+    std::student_t_distribution<float> t(5.0f);
+    w.resize(size_t(kRows * kCols));
+    float amax = 0;
+    for (auto& x : w) {
+      x = bf16_to_f32(f32_to_bf16_rne(0.02f * t(rng)));
+      amax = std::max(amax, std::fabs(x));
+    }
+    gs = 2688.0f / (amax * 4.0f);
+    RdLayerResult r = rd_quantize_layer(w.data(), kRows, kCols, nullptr, gs, 0.0, 0.01, 1);
+    tables = rd_costs_from_histogram(r.hist);
+  }
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+// One rd pass with fixed (model-wide) tables: what `--rd-tables pooled` does per layer per run.
+void BM_RdPassFixedTables(benchmark::State& state) {
+  Fixture& f = fixture();
+  RdBlockParams p;
+  p.gs = f.gs;
+  p.lambda = float(state.range(0)) * 1e-7f;
+  p.costs = &f.tables;
+  std::vector<uint8_t> packed(size_t(kRows * kCols / 2)), scales(size_t(kRows * kCols / 16));
+  for (auto _ : state) {
+    rd_quantize_pass(f.w.data(), kRows, kCols, nullptr, p, packed.data(), scales.data(), 1);
+    benchmark::DoNotOptimize(packed.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);  // BF16 input bytes
+}
+BENCHMARK(BM_RdPassFixedTables)->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+
+// The layer job with the tensor's own tables: 1 + kRdRatePasses passes plus the metrics.
+void BM_RdLayerTensorTables(benchmark::State& state) {
+  Fixture& f = fixture();
+  for (auto _ : state) {
+    RdLayerResult r = rd_quantize_layer(f.w.data(), kRows, kCols, nullptr, f.gs, 1e-6, 0.01, 1);
+    benchmark::DoNotOptimize(r.packed.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
+}
+BENCHMARK(BM_RdLayerTensorTables)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

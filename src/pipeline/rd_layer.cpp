@@ -1,0 +1,217 @@
+// One Linear layer under --method rd: inverse-Hessian Cholesky factor, GPTQ-order error feedback with
+// rate–distortion decisions, cost-table passes, and the layer's error metrics.
+#include "pipeline/rd_layer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common/error.h"
+#include "common/parallel.h"
+#include "nvfp4/codec.h"
+
+namespace fp4z {
+
+namespace {
+
+constexpr int64_t kTileRows = 32;  // rows quantized together so that U's rows are read once per tile
+
+// In-place lower Cholesky factor of the K×K row-major matrix A; false if not positive definite.
+bool cholesky_lower(std::vector<double>& A, int64_t K) {
+  for (int64_t j = 0; j < K; ++j) {
+    double d = A[j * K + j];
+    for (int64_t k = 0; k < j; ++k) d -= A[j * K + k] * A[j * K + k];
+    if (!(d > 0) || !std::isfinite(d)) return false;
+    d = std::sqrt(d);
+    A[j * K + j] = d;
+    for (int64_t i = j + 1; i < K; ++i) {
+      double s = A[i * K + j];
+      for (int64_t k = 0; k < j; ++k) s -= A[i * K + k] * A[j * K + k];
+      A[i * K + j] = s / d;
+    }
+    for (int64_t i = 0; i < j; ++i) A[i * K + j] = 0;  // clear the upper triangle
+  }
+  return true;
+}
+
+// Inverse of a lower-triangular L (forward substitution, column by column).
+std::vector<double> invert_lower(const std::vector<double>& L, int64_t K) {
+  std::vector<double> X(size_t(K * K), 0.0);
+  for (int64_t c = 0; c < K; ++c) {
+    X[c * K + c] = 1.0 / L[c * K + c];
+    for (int64_t i = c + 1; i < K; ++i) {
+      double s = 0;
+      for (int64_t k = c; k < i; ++k) s += L[i * K + k] * X[k * K + c];
+      X[i * K + c] = -s / L[i * K + i];
+    }
+  }
+  return X;
+}
+
+void pack_row(const uint8_t* codes, int64_t K, uint8_t* packed) { pack_nibbles(codes, size_t(K), packed); }
+
+}  // namespace
+
+float rd_dequant(uint8_t code, uint8_t s8, float gs) { return kE2M1Value[code] * (e4m3_decode(s8) / gs); }
+
+double rd_inverse_cholesky_upper(const std::vector<double>& H, int64_t K, double damp, std::vector<float>& U) {
+  double mean_diag = 0;
+  for (int64_t j = 0; j < K; ++j) mean_diag += H[j * K + j];
+  mean_diag /= double(K);
+  if (!(mean_diag > 0)) mean_diag = 1;
+  for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
+    std::vector<double> A = H;
+    for (int64_t j = 0; j < K; ++j) {
+      if (A[j * K + j] == 0) A[j * K + j] = 1;  // a column the calibration never excited
+      A[j * K + j] += damp * mean_diag;
+    }
+    if (!cholesky_lower(A, K)) continue;
+    std::vector<double> Li = invert_lower(A, K);
+    // H⁻¹ = Liᵀ Li (lower part is enough for the next factorisation).
+    std::vector<double> Hi(size_t(K * K), 0.0);
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double s = 0;
+        for (int64_t k = i; k < K; ++k) s += Li[k * K + i] * Li[k * K + j];
+        Hi[i * K + j] = s;
+        Hi[j * K + i] = s;
+      }
+    if (!cholesky_lower(Hi, K)) continue;
+    U.assign(size_t(K * K), 0.0f);
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = i; j < K; ++j) U[i * K + j] = float(Hi[j * K + i]);
+    return damp;
+  }
+  fail_input("rd: the calibration Hessian is not positive definite even with damping " + std::to_string(damp));
+}
+
+void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, const RdBlockParams& p, uint8_t* packed,
+                      uint8_t* scales, int threads) {
+  const int64_t nb = K / 16;
+  if (!U) {
+    parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
+      std::vector<uint8_t> codes(static_cast<size_t>(K));
+      const float ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+      for (size_t r = b; r < e; ++r) {
+        for (int64_t blk = 0; blk < nb; ++blk) {
+          float S;
+          scales[int64_t(r) * nb + blk] = rd_choose_block(W + int64_t(r) * K + blk * 16, ones, p, codes.data() + blk * 16, &S);
+        }
+        pack_row(codes.data(), K, packed + int64_t(r) * K / 2);
+      }
+    });
+    return;
+  }
+  std::vector<float> wt(static_cast<size_t>(K));
+  for (int64_t j = 0; j < K; ++j) wt[j] = 1.0f / (U[j * K + j] * U[j * K + j]);
+  const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+  parallel_for(size_t(tiles), threads, 1, [&](size_t tb, size_t te) {
+    std::vector<float> Wt(size_t(K * kTileRows));  // [K][kTileRows]: lane r = row r of the tile
+    std::vector<uint8_t> codes(static_cast<size_t>(K * kTileRows));
+    float S[kTileRows], err[kTileRows], blk_w[16];
+    for (size_t tile = tb; tile < te; ++tile) {
+      const int64_t r0 = int64_t(tile) * kTileRows, rows = std::min(kTileRows, N - r0);
+      std::fill(Wt.begin(), Wt.end(), 0.0f);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t k = 0; k < K; ++k) Wt[k * kTileRows + r] = W[(r0 + r) * K + k];
+      for (int64_t j = 0; j < K; ++j) {
+        if (j % 16 == 0)
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int c = 0; c < 16; ++c) blk_w[c] = Wt[(j + c) * kTileRows + r];
+            scales[(r0 + r) * nb + j / 16] = rd_choose_block(blk_w, wt.data() + j, p, nullptr, &S[r]);
+          }
+        const float d = U[j * K + j];
+        for (int64_t r = 0; r < kTileRows; ++r) {
+          if (r >= rows) {
+            err[r] = 0;
+            continue;
+          }
+          const float x = Wt[j * kTileRows + r];
+          const uint8_t c = rd_choose_code(x, S[r], wt[j], p.lambda, p.costs->code);
+          codes[r * K + j] = c;
+          const float q = kE2M1Value[c] * S[r];
+          err[r] = (x - q) / d;
+        }
+        const float* urow = U + j * K;
+        for (int64_t k = j + 1; k < K; ++k) {
+          const float u = urow[k];
+          float* col = Wt.data() + k * kTileRows;
+          for (int64_t r = 0; r < kTileRows; ++r) col[r] -= err[r] * u;
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) pack_row(codes.data() + r * K, K, packed + (r0 + r) * K / 2);
+    }
+  });
+}
+
+RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
+                                double damp, int threads, const RdCostTables* tables) {
+  auto t0 = std::chrono::steady_clock::now();
+  RdLayerResult res;
+  res.packed.resize(size_t(N * K / 2));
+  res.scales.resize(size_t(N * K / 16));
+  std::vector<float> U;
+  if (H) rd_inverse_cholesky_upper(*H, K, damp, U);
+  RdBlockParams p;
+  p.gs = gs;
+  if (tables) {
+    p.costs = tables;
+    p.lambda = float(lambda);
+    rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
+    res.costs = *tables;
+  }
+  Nvfp4Histogram uniform;
+  RdCostTables costs = rd_costs_from_histogram(uniform);
+  if (!tables) {
+    p.costs = &costs;
+    p.lambda = 0;
+    rd_quantize_pass(W, N, K, nullptr, p, res.packed.data(), res.scales.data(), threads);
+    p.lambda = float(lambda);
+  }
+  for (int pass = 0; pass < kRdRatePasses && !tables; ++pass) {
+    Nvfp4Histogram h;
+    h.add_packed(res.packed.data(), res.packed.size());
+    h.add_scales(res.scales.data(), res.scales.size());
+    costs = rd_costs_from_histogram(h);
+    rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
+  }
+  if (!tables) res.costs = costs;
+  res.hist.add_packed(res.packed.data(), res.packed.size());
+  res.hist.add_scales(res.scales.data(), res.scales.size());
+  // Error metrics, per row in double, summed in row order.
+  std::vector<double> row_sq(static_cast<size_t>(N)), row_h(size_t(N), 0.0);
+  parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
+    std::vector<double> dw(static_cast<size_t>(K));
+    std::vector<uint8_t> codes(static_cast<size_t>(K));
+    for (size_t r = b; r < e; ++r) {
+      unpack_nibbles(res.packed.data() + r * size_t(K) / 2, size_t(K), codes.data());
+      double sq = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        float deq = rd_dequant(codes[k], res.scales[r * size_t(K / 16) + size_t(k / 16)], gs);
+        dw[k] = double(deq) - double(W[int64_t(r) * K + k]);
+        sq += dw[k] * dw[k];
+      }
+      row_sq[r] = sq;
+      if (H) {
+        double s = 0;
+        for (int64_t i = 0; i < K; ++i) {
+          double hi = 0;
+          for (int64_t j = 0; j < K; ++j) hi += (*H)[i * K + j] * dw[j];
+          s += dw[i] * hi;
+        }
+        row_h[r] = s;
+      }
+    }
+  });
+  double sq = 0, hs = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    sq += row_sq[r];
+    hs += row_h[r];
+  }
+  res.mse = N * K ? sq / double(N * K) : 0;
+  res.h_error = H ? hs : -1;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace fp4z

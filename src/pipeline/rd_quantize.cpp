@@ -1,0 +1,528 @@
+// The checkpoint job of `fp4z quantize --method rd`: sequential calibration through fp4z's own engine,
+// per-layer sensitivities, the λ bisection for --target-bits, and layer-by-layer encodings.
+#include "pipeline/rd_quantize.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <regex>
+#include <set>
+
+#include "common/error.h"
+#include "common/file_text.h"
+#include "common/parallel.h"
+#include "model/forward.h"
+#include "model/linear.h"
+#include "model/model.h"
+#include "nvfp4/kernels.h"
+#include "nvfp4/scales.h"
+#include "pipeline/fused_groups.h"
+#include "text/tokenizer.h"
+
+namespace fp4z {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string fmt(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+
+// Decoder layer index of a module name ("model.layers.12.mlp.up_proj" -> 12), or -1.
+int64_t decoder_layer_of(const std::string& module) {
+  static const std::regex re(R"((^|\.)layers\.(\d+)\.)");
+  std::smatch m;
+  if (!std::regex_search(module, m, re)) return -1;
+  return std::stoll(m[2].str());
+}
+
+// H[i, j] += Σ_t x[t, i]·x[t, j] for j >= i (upper triangle), x is [T, K].
+void accumulate_gram(const float* x, int64_t T, int64_t K, std::vector<double>& H, int threads) {
+  std::vector<float> xt(static_cast<size_t>(K * T));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k) xt[size_t(k * T + t)] = x[t * K + k];
+  const Isa isa = kernel_isa();
+  auto dot = isa == Isa::kAvx512 ? kernels::dot_avx512 : isa == Isa::kAvx2 ? kernels::dot_avx2 : kernels::dot_scalar;
+  parallel_for(size_t(K), threads, 4, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i)
+      for (int64_t j = int64_t(i); j < K; ++j) H[i * size_t(K) + size_t(j)] += double(dot(xt.data() + i * T, xt.data() + j * T, T));
+  });
+}
+
+Linear nvfp4_linear(const Linear& like, const uint8_t* packed, const uint8_t* scales, float gs) {
+  Linear q = like;
+  q.kind = WeightKind::kNvfp4;
+  q.data = packed;
+  q.scales = scales;
+  q.global_div = gs;
+  q.global_mul = 1.0f;
+  q.input_global_scale = 0.0f;
+  return q;
+}
+
+}  // namespace
+
+RdJob::~RdJob() = default;
+
+RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<std::string>& modules) : o_(o), src_(src) {
+  threads_ = resolve_threads(o.threads);
+  const bool has_lambda = o.lambda >= 0, has_target = o.target_bits != 0;
+  if (has_lambda == has_target) fail_input("--method rd needs exactly one of --lambda L (>= 0) or --target-bits B");
+  if (has_lambda && !std::isfinite(o.lambda)) fail_input("--lambda must be a finite number >= 0");
+  if (has_target && !(o.target_bits > 0 && o.target_bits <= 4.5))
+    fail_input("--target-bits " + fmt(o.target_bits) + " is unreachable (NVFP4 with rd ranges over (0, 4.5] bits per weight)");
+  if (o.rd_tables != "pooled" && o.rd_tables != "tensor") fail_input("--rd-tables must be pooled or tensor");
+  if (o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform") fail_input("--rd-weighting must be sensitivity or uniform");
+  if (!(o.damp > 0 && o.damp < 1)) fail_input("--damp must be in (0, 1)");
+  if (o.calibration.empty() && (o.calibration_seqs != 64 || o.calibration_ctx != 512))
+    fail_input("--calibration-seqs and --calibration-ctx need --calibration TEXT");
+
+  // Units in decoder order (calibration is sequential over decoder layers).
+  std::map<int64_t, Unit> by_layer;
+  for (const auto& m : modules) {
+    int64_t l = decoder_layer_of(m);
+    Unit& u = by_layer[l < 0 ? INT64_MAX : l];
+    u.layer = l;
+    u.modules.push_back(m);
+  }
+  for (auto& [k, u] : by_layer) units_.push_back(std::move(u));
+
+  // Global scales: one per fused group, from the group's amax, with room for inflated block scales.
+  for (const auto& g : group_fused(modules)) {
+    float amax = 0;
+    SourceRounding rnd = SourceRounding::kF32;
+    for (const auto& m : g) {
+      const TensorRef& r = src.get(m + ".weight");
+      bool finite = true;
+      amax = std::max(amax, weight_amax(WeightView{r.data(), r.info->dtype, r.info->shape[0], r.info->shape[1]}, threads_, &finite));
+      if (!finite) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (rd refuses non-finite weights)");
+      rnd = r.info->dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
+    }
+    float gs = amax > 0 ? 2688.0f / (amax * kRdGlobalRoom) : 1.0f;
+    if (!std::isfinite(gs) || !(gs > 0)) gs = 1.0f;
+    for (const auto& m : g) {
+      gs_[m] = gs;
+      absmax_gs_[m] = absmax_global_scale(amax, rnd);
+      sensitivity_[m] = 1.0;
+    }
+  }
+
+  if (!o.calibration.empty()) setup_calibration();
+
+  // Rate tables. "pooled": one model-wide table pair, from the pooled histogram of a whole-model
+  // run, refined a fixed number of times (the estimate does not converge); the figure that
+  // --target-bits aims at is the pooled order-0 size, so this is the rate it measures. "tensor":
+  // each tensor's own tables, iterated inside rd_quantize_layer.
+  auto t0 = Clock::now();
+  pooled_tables_ = o.rd_tables == "pooled";
+  double d0 = 0;
+  Nvfp4Histogram h;
+  if (model_) {
+    uint64_t bytes = 0;
+    for (const auto& u : units_)
+      for (const auto& m : u.modules) bytes += uint64_t(src.get(m + ".weight").info->shape[1]) * src.get(m + ".weight").info->shape[1] * 8;
+    fill_h_cache_ = bytes <= (uint64_t(1) << 30);
+  }
+  const double b0 = run_bits(0.0, &d0, &h);
+  use_h_cache_ = fill_h_cache_;
+  fill_h_cache_ = false;
+  tables_ = rd_costs_from_histogram(h);
+  if (has_lambda) {
+    for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
+      run_bits(o.lambda, nullptr, &h);
+      tables_ = rd_costs_from_histogram(h);
+    }
+    lambda_ = o.lambda;
+  } else {
+    const double target = o.target_bits;
+    if (target >= b0)
+      fail_input("--target-bits " + fmt(target) + " is unreachable: rd's highest rate on this model is " + fmt(b0) +
+                 " bits/weight (λ = 0); ask for less, or use --lambda 0");
+    lambda_ = search_lambda(b0, d0);
+    for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
+      run_bits(lambda_, nullptr, &h);
+      tables_ = rd_costs_from_histogram(h);
+      lambda_ = search_lambda(b0, d0, lambda_);
+    }
+  }
+  search_seconds_ = since(t0);
+  use_h_cache_ = false;  // the written run is fully sequential again
+  h_cache_.clear();
+  owner_cache_.clear();
+}
+
+// The largest rate not above the target: λ bracketed by factors of 10 from the λ = 0 run's mean
+// distortion per weight, then regula falsi on log λ.
+double RdJob::search_lambda(double b0, double d0, double hint) {
+  const double target = o_.target_bits;
+  double lo = 0, blo = b0, hi = -1, bhi = 0;
+  double lam = hint > 0 ? hint / 1.5 : d0 > 0 ? d0 : 1e-12;
+  const double step = hint > 0 ? 1.5 : 10;  // a hint (the previous round's λ) is close
+  for (int i = 0; i < 80 && hi < 0; ++i, lam *= step) {
+    double b = run_bits(lam);
+    if (b <= target) {
+      hi = lam;
+      bhi = b;
+    } else {
+      lo = lam;
+      blo = b;
+    }
+  }
+  if (hi < 0) fail_input("--target-bits " + fmt(target) + " is unreachable: no λ up to " + fmt(lam) + " gets the rate that low");
+  for (int i = 0; i < 80 && lo == 0 && hi > 1e-30; ++i) {
+    double b = run_bits(hi / step);
+    if (b > target) {
+      lo = hi / step;
+      blo = b;
+    } else {
+      hi /= step;
+      bhi = b;
+    }
+  }
+  for (int i = 0; i < 10 && lo > 0 && target - bhi > 0.002; ++i) {
+    double f = std::clamp((blo - target) / (blo - bhi), 0.1, 0.9);
+    double mid = std::exp(std::log(lo) + f * (std::log(hi) - std::log(lo)));
+    double b = run_bits(mid);
+    if (b <= target) {
+      hi = mid;
+      bhi = b;
+    } else {
+      lo = mid;
+      blo = b;
+    }
+  }
+  return hi;
+}
+
+void RdJob::setup_calibration() {
+  auto t0 = Clock::now();
+  std::unique_ptr<Tokenizer> tok;
+  try {
+    tok = load_tokenizer(o_.source);
+  } catch (const Error& e) {
+    fail_input(o_.source + ": no tokenizer for --calibration (" + e.what() + ")");
+  }
+  std::string text = read_whole_file(o_.calibration);
+  std::vector<int32_t> ids = tok->encode(text);
+  model_ = load_model(o_.source);
+  ctx_ = o_.calibration_ctx;
+  if (model_->cfg.max_positions > 0) ctx_ = std::min(ctx_, model_->cfg.max_positions);
+  if (ctx_ < 16) fail_input("--calibration-ctx must be at least 16");
+  if (o_.calibration_seqs < 1) fail_input("--calibration-seqs must be at least 1");
+  const int64_t need = int64_t(o_.calibration_seqs) * ctx_;
+  if (int64_t(ids.size()) < need)
+    fail_input(o_.calibration + ": the calibration text has " + std::to_string(ids.size()) + " tokens; " +
+               std::to_string(o_.calibration_seqs) + " sequences of " + std::to_string(ctx_) + " need " + std::to_string(need));
+  const int32_t bos = tok->bos_id();
+  for (int s = 0; s < o_.calibration_seqs; ++s) {
+    std::vector<int32_t> seq(ids.begin() + s * ctx_, ids.begin() + (s + 1) * ctx_);
+    if (bos >= 0) seq[0] = bos;  // as the perplexity protocol does: each sequence starts at BOS
+    seqs_.push_back(std::move(seq));
+  }
+  for (const auto& u : units_)
+    for (const auto& m : u.modules) {
+      Linear* l = u.layer >= 0 ? model_linear(u.layer, m) : nullptr;
+      if (l) source_linear_[m] = *l;
+    }
+  EngineOptions eo;
+  eo.threads = threads_;
+  eo.isa = kernel_isa();
+  eo.max_batch = ctx_;
+  session_ = std::make_unique<Session>(*model_, eo);
+  calib_seconds_ += since(t0);
+  if (o_.rd_weighting == "sensitivity") measure_sensitivities();
+}
+
+Linear* RdJob::model_linear(int64_t layer, const std::string& module) {
+  if (!model_ || layer < 0 || layer >= int64_t(model_->layers.size())) return nullptr;
+  LayerWeights& L = model_->layers[size_t(layer)];
+  for (Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+    if (l->name == module) return l;
+  return nullptr;
+}
+
+std::vector<float> RdJob::load_weight(const std::string& module) const {
+  const TensorRef& r = src_.get(module + ".weight");
+  std::vector<float> w(size_t(r.info->numel()));
+  convert_to_f32(r.data(), r.info->dtype, w.size(), w.data());
+  return w;
+}
+
+// s_m = (KL of the model with only m absmax-quantized, per token) / (mean output error ||ΔW x||²
+// per token), on the first sensitivity_seqs calibration sequences: the exchange rate between the
+// layer's own distortion measure and the model's KL. Floored at 1% of the median.
+void RdJob::measure_sensitivities() {
+  auto t0 = Clock::now();
+  const int64_t V = model_->cfg.vocab;
+  int64_t n = std::min<int64_t>(o_.sensitivity_seqs, int64_t(seqs_.size()));
+  n = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t(64) << 20) / (ctx_ * V)));  // base log-probs stay <= 256 MiB
+  std::vector<float> base(static_cast<size_t>(n * ctx_ * V)), logits;
+  auto log_softmax = [&](const float* l, float* out) {
+    double mx = -INFINITY, sum = 0;
+    for (int64_t v = 0; v < V; ++v) mx = std::max(mx, double(l[v]));
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(double(l[v]) - mx);
+    const double lse = mx + std::log(sum);
+    for (int64_t v = 0; v < V; ++v) out[v] = float(double(l[v]) - lse);
+  };
+  for (int64_t s = 0; s < n; ++s) {
+    session_->truncate(0);
+    session_->forward(seqs_[size_t(s)].data(), ctx_, ctx_, logits);
+    for (int64_t t = 0; t < ctx_; ++t) log_softmax(logits.data() + t * V, base.data() + (s * ctx_ + t) * V);
+  }
+  KernelOptions kopt;
+  kopt.isa = kernel_isa();
+  const NvKernels& K = nv_kernels(detect_isa());
+  std::vector<double> values;
+  std::vector<float> lq(static_cast<size_t>(V));
+  for (const auto& u : units_)
+    for (const auto& m : u.modules) {
+      Linear* ml = model_linear(u.layer, m);
+      if (!ml) continue;
+      std::vector<float> W = load_weight(m);
+      LayerEncoding enc;
+      absmax_encode(WeightView{reinterpret_cast<const uint8_t*>(W.data()), DType::F32, ml->n, ml->k}, absmax_gs_[m], true, threads_, K, enc);
+      const Linear q = nvfp4_linear(*ml, enc.packed.data(), enc.scales.data(), absmax_gs_[m]);
+      const Linear orig = source_linear_[m];
+      *ml = q;
+      double out_err = 0, kl = 0;
+      std::vector<float> y0, y1;
+      session_->set_linear_observer([&](int64_t, const Linear& w, const float* x, int64_t T) {
+        if (w.name != m) return;
+        y0.resize(size_t(T * w.n));
+        y1.resize(size_t(T * w.n));
+        linear_forward(orig, x, T, y0.data(), session_->pool(), kopt);
+        linear_forward(q, x, T, y1.data(), session_->pool(), kopt);
+        for (size_t i = 0; i < y0.size(); ++i) out_err += double(y1[i] - y0[i]) * double(y1[i] - y0[i]);
+      });
+      for (int64_t s = 0; s < n; ++s) {
+        session_->truncate(0);
+        session_->forward(seqs_[size_t(s)].data(), ctx_, ctx_, logits);
+        for (int64_t t = 0; t < ctx_; ++t) {
+          log_softmax(logits.data() + t * V, lq.data());
+          const float* lb = base.data() + (s * ctx_ + t) * V;
+          for (int64_t v = 0; v < V; ++v) kl += std::exp(double(lb[v])) * (double(lb[v]) - double(lq[v]));
+        }
+      }
+      session_->set_linear_observer(nullptr);
+      *ml = orig;
+      const double tokens = double(n * ctx_);
+      sensitivity_[m] = out_err > 0 ? std::max(0.0, kl / tokens) / (out_err / tokens) : -1;
+      if (sensitivity_[m] > 0) values.push_back(sensitivity_[m]);
+    }
+  std::sort(values.begin(), values.end());
+  const double median = values.empty() ? 1.0 : values[values.size() / 2];
+  for (auto& [m, s] : sensitivity_)
+    if (model_linear(decoder_layer_of(m), m)) s = s < 0 ? median : std::max(s, 0.01 * median);
+  sens_seconds_ = since(t0);
+}
+
+void RdJob::begin_run(double lambda) {
+  lambda_ = lambda;
+  next_unit_ = 0;
+  if (!model_) return;
+  for (const auto& [m, l] : source_linear_) *model_linear(decoder_layer_of(m), m) = l;
+  const int64_t Hd = model_->cfg.hidden;
+  hidden_.assign(size_t(int64_t(seqs_.size()) * ctx_ * Hd), 0.0f);
+  for (size_t s = 0; s < seqs_.size(); ++s)
+    for (int64_t t = 0; t < ctx_; ++t) model_->embed.row(seqs_[s][size_t(t)], hidden_.data() + (int64_t(s) * ctx_ + t) * Hd);
+}
+
+void RdJob::process_unit(size_t ui, const Sink& sink) {
+  const Unit& u = units_[ui];
+  std::vector<std::pair<std::string, RdLayerResult>> done;
+  const bool calibrated = model_ && u.layer >= 0 && model_linear(u.layer, u.modules[0]);
+  std::map<std::string, std::vector<double>> H;  // per input owner module
+  std::map<std::string, std::string> owner;       // module -> the module whose H it shares
+  bool cached = calibrated && use_h_cache_;
+  for (const auto& m : u.modules) cached = cached && owner_cache_.count(m);
+  if (cached)
+    for (const auto& m : u.modules) {
+      owner[m] = owner_cache_[m];
+      if (!H.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
+    }
+  if (calibrated && !cached) {
+    auto t0 = Clock::now();
+    const int64_t Hd = model_->cfg.hidden;
+    std::set<std::string> wanted(u.modules.begin(), u.modules.end());
+    const float* prev_x = nullptr;
+    std::string prev_module;
+    session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
+      if (layer != u.layer) return;
+      const bool same_input = x == prev_x;
+      const std::string prev = prev_module;
+      prev_x = x;
+      prev_module = w.name;
+      if (!wanted.count(w.name)) return;
+      if (!owner.count(w.name)) owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
+      const std::string& own = owner[w.name];
+      if (own != w.name) return;  // q/k/v and gate/up read the same rows: one H
+      auto& h = H[own];
+      if (h.empty()) h.assign(size_t(w.k * w.k), 0.0);
+      accumulate_gram(x, T, w.k, h, threads_);
+    });
+    std::vector<float> scratch(static_cast<size_t>(ctx_ * Hd));
+    for (size_t s = 0; s < seqs_.size(); ++s) {
+      std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
+      session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
+    }
+    session_->set_linear_observer(nullptr);
+    const double tokens = double(int64_t(seqs_.size()) * ctx_);
+    for (auto& [m, h] : H) {
+      const int64_t K = int64_t(std::llround(std::sqrt(double(h.size()))));
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = i; j < K; ++j) {
+          double v = h[size_t(i * K + j)] / tokens;
+          h[size_t(i * K + j)] = v;
+          h[size_t(j * K + i)] = v;
+        }
+    }
+    if (fill_h_cache_) {
+      for (const auto& [m, h] : H) h_cache_[m] = h;
+      for (const auto& [m, w] : owner) owner_cache_[m] = w;
+    }
+    calib_seconds_ += since(t0);
+  }
+  for (const auto& m : u.modules) {
+    const TensorInfo& t = *src_.get(m + ".weight").info;
+    std::vector<float> W = load_weight(m);
+    const std::vector<double>* h = nullptr;
+    if (calibrated) {
+      auto it = owner.find(m);
+      if (it == owner.end() || !H.count(it->second)) fail_input("rd: calibration never reached '" + m + "'");
+      h = &H[it->second];
+    }
+    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp, threads_,
+                                             pooled_tables_ ? &tables_ : nullptr));
+  }
+  if (calibrated && !cached) {
+    // Later layers see this layer quantized (GPTQ order): swap it in and advance the hidden states.
+    auto t0 = Clock::now();
+    for (auto& [m, res] : done) {
+      Linear* ml = model_linear(u.layer, m);
+      *ml = nvfp4_linear(*ml, res.packed.data(), res.scales.data(), gs_.at(m));
+    }
+    const int64_t Hd = model_->cfg.hidden;
+    for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+    calib_seconds_ += since(t0);
+  }
+  for (auto& [m, res] : done) sink(m, res);
+}
+
+double RdJob::run_bits(double lambda, double* distortion_per_weight, Nvfp4Histogram* hist) {
+  begin_run(lambda);
+  Nvfp4Histogram h;
+  double dist = 0;
+  for (size_t u = 0; u < units_.size(); ++u)
+    process_unit(u, [&](const std::string& m, RdLayerResult& r) {
+      h.merge(r.hist);
+      const double n = double(r.packed.size()) * 2;
+      dist += sensitivity_.at(m) * (r.h_error >= 0 ? r.h_error : r.mse * n);
+    });
+  ++search_runs_;
+  if (distortion_per_weight) *distortion_per_weight = h.weights() ? dist / double(h.weights()) : 0;
+  if (hist) *hist = h;
+  return h.ideal_bits_per_weight();
+}
+
+std::vector<std::string> RdJob::write_order(const std::vector<std::string>& names) const {
+  std::set<std::string> quantized;
+  for (const auto& u : units_)
+    for (const auto& m : u.modules) quantized.insert(m + ".weight");
+  std::vector<std::string> order;
+  for (const auto& n : names)
+    if (!quantized.count(n)) order.push_back(n);
+  for (const auto& u : units_)
+    for (const auto& m : u.modules) order.push_back(m + ".weight");
+  return order;
+}
+
+void RdJob::encode(const std::string& module, LayerEncoding& enc) {
+  if (!started_) {
+    begin_run(lambda_);
+    started_ = true;
+  }
+  while (!ready_.count(module)) {
+    if (next_unit_ >= units_.size()) throw Error(kExitInternal, "rd: module '" + module + "' requested out of order");
+    process_unit(next_unit_++, [&](const std::string& m, RdLayerResult& r) { ready_[m] = std::move(r); });
+  }
+  RdLayerResult res = std::move(ready_[module]);
+  ready_.erase(module);
+  const TensorInfo& t = *src_.get(module + ".weight").info;
+  LayerRecord rec;
+  rec.name = module;
+  rec.rows = t.shape[0];
+  rec.cols = t.shape[1];
+  rec.sensitivity = sensitivity_.at(module);
+  rec.lambda = lambda_ / rec.sensitivity;
+  rec.bits = res.hist.ideal_bits_per_weight();
+  rec.mse = res.mse;
+  rec.h_error = res.h_error;
+  rec.seconds = res.seconds;
+  records_.push_back(rec);
+  pooled_.merge(res.hist);
+
+  const float gs = gs_.at(module);
+  enc.packed = std::move(res.packed);
+  enc.scales = std::move(res.scales);
+  enc.global_scale = gs;
+  LayerMetrics& mt = enc.metrics;
+  mt = LayerMetrics{};
+  EntropyProxy ep = entropy_proxy_parallel(enc.packed.data(), enc.packed.size(), threads_);
+  const double numel = double(rec.rows) * double(rec.cols);
+  mt.mean_entropy_bits = ep.mean_bits;
+  mt.std_entropy_bits = ep.std_bits;
+  mt.compression_rate = 1.0 - ep.mean_bits / 8.0;
+  mt.compressed_size_ratio = ep.mean_bits / 8.0;
+  mt.effective_bits_per_weight = 4.0 + 8.0 / 16.0 + 32.0 / numel;
+  mt.n_chunks = ep.n_chunks;
+  mt.mse = double(float(res.mse));
+  mt.global_scale = gs;
+  mt.zero_fraction = double(res.hist.code[0]) / numel;
+  mt.small_code_fraction = double(res.hist.code[0] + res.hist.code[1] + res.hist.code[2] + res.hist.code[9] + res.hist.code[10]) / numel;
+}
+
+double RdJob::bits_per_weight() const { return pooled_.ideal_bits_per_weight(); }
+
+nlohmann::ordered_json RdJob::report() const {
+  using json = nlohmann::ordered_json;
+  json layers = json::array();
+  double sw = 0, mse = 0;
+  for (const auto& r : records_) {
+    json l = {{"layer", r.name}, {"shape", {r.rows, r.cols}}, {"num_weights", r.rows * r.cols}, {"lambda", r.lambda},
+              {"sensitivity", r.sensitivity}, {"bits_per_weight", r.bits}, {"weight_mse", r.mse}};
+    l["h_weighted_error"] = r.h_error >= 0 ? json(r.h_error) : json(nullptr);
+    l["seconds"] = r.seconds;
+    layers.push_back(l);
+    sw += double(r.rows * r.cols);
+    mse += double(r.rows * r.cols) * r.mse;
+  }
+  json j;
+  j["method"] = "rd";
+  j["source"] = o_.source;
+  j["output_dir"] = o_.out;
+  j["lambda"] = lambda_;
+  j["target_bits"] = o_.target_bits > 0 ? json(o_.target_bits) : json(nullptr);
+  j["bits_per_weight"] = pooled_.ideal_bits_per_weight();
+  j["bits_per_weight_definition"] = "ideal order-0: H(pooled FP4 codes, -0 as +0) + H(pooled FP8 scales) / 16";
+  j["weight_mse"] = sw > 0 ? mse / sw : 0.0;
+  j["calibration"] = o_.calibration.empty() ? json(nullptr) : json(o_.calibration);
+  j["calibration_sequences"] = seqs_.size();
+  j["calibration_ctx"] = ctx_;
+  j["distortion"] = model_ ? "output error: sum over rows of dW H dW^T, H = mean x x^T (GPTQ error feedback)" : "weight squared error";
+  j["weighting"] = model_ ? o_.rd_weighting : "uniform";
+  j["damp"] = o_.damp;
+  j["rate_tables"] = o_.rd_tables;
+  j["rate_passes"] = kRdRatePasses;
+  j["global_room"] = kRdGlobalRoom;
+  j["search_runs"] = search_runs_;
+  j["seconds"] = {{"calibration_forward", calib_seconds_}, {"sensitivity", sens_seconds_}, {"lambda_search", search_seconds_}};
+  j["layers"] = layers;
+  return j;
+}
+
+}  // namespace fp4z

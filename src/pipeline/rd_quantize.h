@@ -1,0 +1,101 @@
+// The checkpoint job of `fp4z quantize --method rd`: calibration (sequential, GPTQ order), per-layer
+// sensitivity weighting of λ, the --target-bits bisection, and per-layer encodings in decoder order.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "format/checkpoint.h"
+#include "model/linear.h"
+#include "pipeline/layer_quant.h"
+#include "pipeline/quantize.h"
+#include "pipeline/rd_layer.h"
+
+namespace fp4z {
+
+// Inflation room of the rd global scale: gs = 2688 / (amax_G · kRdGlobalRoom), so the largest block of a
+// fused group can still take a block scale up to kRdGlobalRoom × its absmax scale below FP8's 448.
+constexpr float kRdGlobalRoom = 4.0f;
+
+struct Model;
+struct Session;
+
+class RdJob {
+ public:
+  // Validates the rd options, loads and runs the calibration set-up (tokenizer, sequences,
+  // sensitivities) and, with --target-bits, finds λ by bisection. Throws Error(exit 2) on bad
+  // input before any output exists.
+  RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<std::string>& modules);
+  ~RdJob();
+
+  // `names` reordered so that the quantized modules' weights come in decoder-layer order.
+  std::vector<std::string> write_order(const std::vector<std::string>& names) const;
+  // Encodes `module` (must be requested in write_order) with the chosen λ.
+  void encode(const std::string& module, LayerEncoding& enc);
+  // The report JSON (after every module was encoded).
+  nlohmann::ordered_json report() const;
+
+  double lambda() const { return lambda_; }
+  double bits_per_weight() const;
+
+ private:
+  struct Unit {
+    int64_t layer = -1;  // decoder layer index, -1 = outside the decoder stack
+    std::vector<std::string> modules;
+  };
+  struct LayerRecord {
+    std::string name;
+    int64_t rows = 0, cols = 0;
+    double lambda = 0, sensitivity = 1, bits = 0, mse = 0, h_error = -1, seconds = 0;
+  };
+  using Sink = std::function<void(const std::string& module, RdLayerResult& res)>;
+
+  std::vector<float> load_weight(const std::string& module) const;
+  void begin_run(double lambda);
+  void process_unit(size_t u, const Sink& sink);
+  // Quantizes everything at λ without writing; returns the pooled ideal bits/weight and, optionally,
+  // the weighted distortion per weight.
+  double run_bits(double lambda, double* distortion_per_weight = nullptr, Nvfp4Histogram* hist = nullptr);
+  // --target-bits: bisection on log λ with the current tables (the rate is smooth in log λ).
+  double search_lambda(double b0, double d0, double hint = 0);
+  void measure_sensitivities();
+  void setup_calibration();
+  Linear* model_linear(int64_t layer, const std::string& module);
+
+  QuantizeOptions o_;
+  const Checkpoint& src_;
+  int threads_ = 1;
+  std::vector<Unit> units_;
+  std::map<std::string, float> gs_;           // module -> rd global scale (shared per fused group)
+  std::map<std::string, float> absmax_gs_;    // module -> compressed-tensors global scale
+  std::map<std::string, double> sensitivity_;  // module -> KL per unit of output error (1 without)
+  double lambda_ = 0;
+  bool pooled_tables_ = true;
+  RdCostTables tables_{};  // model-wide cost tables (pooled_tables_)
+  // calibration
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Session> session_;
+  std::map<std::string, Linear> source_linear_;
+  std::vector<std::vector<int32_t>> seqs_;
+  std::vector<float> hidden_;  // [seq][ctx][hidden] after the layers processed so far
+  int64_t ctx_ = 0;
+  double calib_seconds_ = 0, sens_seconds_ = 0, search_seconds_ = 0;
+  int search_runs_ = 0;
+  // λ search with calibration: the H of every layer from the first (λ = 0, sequential) run, reused by
+  // the search runs so that they need no forward passes (only when they fit in 1 GiB).
+  std::map<std::string, std::vector<double>> h_cache_;
+  std::map<std::string, std::string> owner_cache_;
+  bool fill_h_cache_ = false, use_h_cache_ = false;
+  // write run state
+  size_t next_unit_ = 0;
+  bool started_ = false;
+  std::map<std::string, RdLayerResult> ready_;
+  std::vector<LayerRecord> records_;
+  Nvfp4Histogram pooled_;
+};
+
+}  // namespace fp4z

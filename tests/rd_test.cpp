@@ -1,0 +1,278 @@
+// --method rd: block/code decisions and GPTQ feedback against the numpy oracle (tests/py/oracle_rd.py),
+// the inverse-Hessian factor against numpy, the ideal bits/weight, bad input, check and container round trip.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "nvfp4/codec.h"
+#include "nvfp4/rd.h"
+#include "pipeline/rd_layer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using namespace fp4z;
+using namespace fp4z::testing;
+
+namespace {
+
+template <class T>
+void write_raw(const std::string& path, const std::vector<T>& v) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(T)));
+}
+template <class T>
+std::vector<T> read_raw(const std::string& path, size_t n) {
+  std::vector<T> v(n);
+  std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(v.data()), std::streamsize(n * sizeof(T)));
+  return v;
+}
+
+// Random weights with a heavy tail, some all-zero blocks and a few tiny blocks.
+std::vector<float> test_weights(int64_t N, int64_t K, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::student_t_distribution<float> t(4.0f);
+  std::vector<float> w(size_t(N * K));
+  for (auto& x : w) x = 0.02f * t(rng);
+  for (int64_t k = 0; k < 16; ++k) w[size_t(K + k)] = 0.0f;            // row 1, block 0: all zero
+  for (int64_t k = 16; k < 32; ++k) w[size_t(2 * K + k)] *= 1e-4f;     // row 2, block 1: tiny
+  return w;
+}
+
+// Cost tables from a skewed histogram (so that rate matters in the decisions).
+RdCostTables test_tables() {
+  Nvfp4Histogram h;
+  const uint64_t codes[16] = {900, 800, 700, 300, 400, 200, 90, 20, 0, 790, 690, 310, 380, 210, 80, 25};
+  for (int i = 0; i < 16; ++i) h.code[i] = codes[i];
+  for (int b = 0; b < 256; ++b) h.scale[b] = b > 40 && b < 110 ? uint64_t(200 + 30 * ((b * 7) % 11)) : 0;
+  return rd_costs_from_histogram(h);
+}
+
+struct OracleRun {
+  TempDir dir{"fp4z-rd-oracle"};
+  std::vector<uint8_t> scales, codes;
+  int code = -1;
+  std::string err;
+};
+
+void run_oracle(OracleRun& run, const std::vector<float>& W, int64_t N, int64_t K, const RdBlockParams& p, const std::vector<double>* H,
+                double damp, const std::vector<float>* U) {
+  write_raw(run.dir / "W.f32", W);
+  write_raw(run.dir / "costs_code.f32", std::vector<float>(p.costs->code, p.costs->code + 16));
+  write_raw(run.dir / "costs_scale.f32", std::vector<float>(p.costs->scale, p.costs->scale + 256));
+  if (H) {
+    write_raw(run.dir / "H.f64", *H);
+    write_raw(run.dir / "U.f32", *U);
+  }
+  char params[512];
+  std::snprintf(params, sizeof params, R"({"N": %lld, "K": %lld, "gs": %.9g, "lambda": %.9g, "below": %d, "above": %d, "gptq": %s, "damp": %.9g})",
+                (long long)N, (long long)K, double(p.gs), double(p.lambda), p.below, p.above, H ? "true" : "false", damp);
+  write_text(run.dir / "params.json", params);
+  auto r = run_command(kPython + " " + kSourceDir + "/tests/py/oracle_rd.py " + run.dir.path);
+  run.code = r.code;
+  run.err = r.err;
+  run.scales = read_raw<uint8_t>(run.dir / "oracle_scales.u8", size_t(N * K / 16));
+  run.codes = read_raw<uint8_t>(run.dir / "oracle_codes.u8", size_t(N * K));
+}
+
+std::vector<uint8_t> unpack_all(const std::vector<uint8_t>& packed, size_t n) {
+  std::vector<uint8_t> c(n);
+  unpack_nibbles(packed.data(), n, c.data());
+  return c;
+}
+
+}  // namespace
+
+TEST(RdDecisions, PlainBlocksMatchNumpyOracle) {
+  const int64_t N = 12, K = 64;
+  auto W = test_weights(N, K, 7);
+  RdCostTables tables = test_tables();
+  for (float lam : {0.0f, 2e-7f, 2e-6f}) {
+    RdBlockParams p;
+    p.gs = 2688.0f / (0.15f * 4.0f);
+    p.lambda = lam;
+    p.costs = &tables;
+    std::vector<uint8_t> packed(size_t(N * K / 2)), scales(size_t(N * K / 16));
+    rd_quantize_pass(W.data(), N, K, nullptr, p, packed.data(), scales.data(), 2);
+    OracleRun o;
+    run_oracle(o, W, N, K, p, nullptr, 0, nullptr);
+    ASSERT_EQ(o.code, 0) << o.err;
+    EXPECT_EQ(scales, o.scales) << "lambda " << lam;
+    EXPECT_EQ(unpack_all(packed, size_t(N * K)), o.codes) << "lambda " << lam;
+    for (uint8_t c : unpack_all(packed, size_t(N * K))) ASSERT_NE(c, 8) << "negative zero written";
+  }
+}
+
+TEST(RdDecisions, GptqFeedbackMatchesNumpyOracle) {
+  const int64_t N = 10, K = 48, T = 200;
+  auto W = test_weights(N, K, 11);
+  // H = mean x xᵀ of correlated inputs, with one dead column.
+  std::mt19937 rng(3);
+  std::normal_distribution<double> nd;
+  std::vector<double> X(size_t(T * K)), H(size_t(K * K), 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    double common = nd(rng);
+    for (int64_t k = 0; k < K; ++k) X[size_t(t * K + k)] = k == 5 ? 0.0 : nd(rng) + 0.7 * common;
+  }
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < K; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < T; ++t) s += X[size_t(t * K + i)] * X[size_t(t * K + j)];
+      H[size_t(i * K + j)] = s / double(T);
+    }
+  std::vector<float> U;
+  rd_inverse_cholesky_upper(H, K, 0.01, U);
+  RdCostTables tables = test_tables();
+  RdBlockParams p;
+  p.gs = 2688.0f / (0.15f * 4.0f);
+  p.lambda = 1e-6f;
+  p.costs = &tables;
+  std::vector<uint8_t> packed(size_t(N * K / 2)), scales(size_t(N * K / 16));
+  rd_quantize_pass(W.data(), N, K, U.data(), p, packed.data(), scales.data(), 2);
+  OracleRun o;
+  run_oracle(o, W, N, K, p, &H, 0.01, &U);
+  ASSERT_EQ(o.code, 0) << o.err;
+  EXPECT_EQ(scales, o.scales);
+  EXPECT_EQ(unpack_all(packed, size_t(N * K)), o.codes);
+  // The factor itself agrees with numpy's Cholesky of the damped inverse.
+  auto Un = read_raw<float>(o.dir / "oracle_U.f32", size_t(K * K));
+  double max_rel = 0, scale = 0;
+  for (float u : Un) scale = std::max(scale, double(std::fabs(u)));
+  for (size_t i = 0; i < Un.size(); ++i) max_rel = std::max(max_rel, std::fabs(double(Un[i]) - double(U[i])) / scale);
+  EXPECT_LT(max_rel, 1e-5);
+  // Feedback lowers the H-weighted error against the no-feedback decisions at the same λ.
+  RdLayerResult fb = rd_quantize_layer(W.data(), N, K, &H, p.gs, 0.0, 0.01, 2, &tables);
+  RdLayerResult plain = rd_quantize_layer(W.data(), N, K, nullptr, p.gs, 0.0, 0.01, 2, &tables);
+  double plain_h = 0;
+  {
+    std::vector<uint8_t> c = unpack_all(plain.packed, size_t(N * K));
+    for (int64_t r = 0; r < N; ++r) {
+      std::vector<double> dw(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) dw[size_t(k)] = double(rd_dequant(c[size_t(r * K + k)], plain.scales[size_t(r * K / 16 + k / 16)], p.gs)) - W[size_t(r * K + k)];
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = 0; j < K; ++j) plain_h += dw[size_t(i)] * H[size_t(i * K + j)] * dw[size_t(j)];
+    }
+  }
+  EXPECT_LT(fb.h_error, plain_h);
+}
+
+TEST(RdRate, IdealBitsAreCodeEntropyPlusScaleEntropyOverSixteen) {
+  Nvfp4Histogram h;
+  // codes 0,1 and 8 (counted as 0): 3/4 zeros, 1/4 ones -> H = 0.811278 bits; two scale values equally often -> 1 bit / 16.
+  std::vector<uint8_t> packed = {0x10, 0x08, 0x80, 0x00};  // codes 0,1,8,0,0,8,0,0
+  h.add_packed(packed.data(), packed.size());
+  uint8_t s[2] = {0x30, 0x31};
+  h.add_scales(s, 2);
+  EXPECT_EQ(h.code[8], 0u);
+  EXPECT_EQ(h.code[0], 7u);
+  const double p = 7.0 / 8.0, hc = -(p * std::log2(p) + (1 - p) * std::log2(1 - p));
+  EXPECT_NEAR(h.ideal_bits_per_weight(), hc + 1.0 * 2.0 / 8.0, 1e-12);  // 2 scales for 8 codes
+  // Higher λ buys fewer bits.
+  auto W = test_weights(32, 128, 5);
+  RdLayerResult r0 = rd_quantize_layer(W.data(), 32, 128, nullptr, 2688.0f / 0.6f, 0.0, 0.01, 2);
+  RdLayerResult r1 = rd_quantize_layer(W.data(), 32, 128, nullptr, 2688.0f / 0.6f, 1e-5, 0.01, 2);
+  EXPECT_LT(r1.hist.ideal_bits_per_weight(), r0.hist.ideal_bits_per_weight() - 0.2);
+  EXPECT_GT(r1.mse, r0.mse);
+}
+
+class RdCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp = new TempDir("fp4z-rd-cli");
+    src = tmp->path + "/stories";
+    auto r = run_command(kFp4z + " import-llama2c " + kFixtures + "/stories260K/stories260K.bin --tokenizer " + kFixtures +
+                         "/stories260K/tok512.bin --out " + src + " -q");
+    ASSERT_EQ(r.code, 0) << r.err;
+    calib = tmp->path + "/calib.txt";
+    std::string text = read_text(kFixtures + "/eval/tinystories/tinystories_val.txt");
+    write_text(calib, text.substr(0, 60000));
+  }
+  static void TearDownTestSuite() { delete tmp; }
+  static TempDir* tmp;
+  static std::string src, calib;
+
+  void expect_bad(const std::string& args, const std::string& out, const std::string& needle) {
+    auto r = run_command(kFp4z + " quantize --source " + src + " --out " + out + " --method rd " + args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+    EXPECT_FALSE(fs::exists(out)) << args;
+    for (const auto& e : fs::directory_iterator(tmp->path))
+      EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << "left behind: " << e.path();
+  }
+};
+TempDir* RdCli::tmp = nullptr;
+std::string RdCli::src, RdCli::calib;
+
+TEST_F(RdCli, BadInputIsOneLineExitTwoNoOutput) {
+  const std::string out = tmp->path + "/bad";
+  expect_bad("--lambda -1", out, "--lambda");
+  expect_bad("--lambda 1e-4 --target-bits 3.5", out, "exactly one");
+  expect_bad("", out, "exactly one");
+  expect_bad("--target-bits 4.4", out, "unreachable");
+  expect_bad("--target-bits 9", out, "unreachable");
+  write_text(tmp->path + "/short.txt", "Once upon a time there was a cat.");
+  expect_bad("--lambda 1e-7 --calibration " + tmp->path + "/short.txt", out, "tokens");
+  expect_bad("--lambda 1e-7 --calibration " + tmp->path + "/missing.txt", out, "missing.txt");
+  // A source without a tokenizer cannot be calibrated.
+  const std::string notok = tmp->path + "/notok";
+  fs::create_directories(notok);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(src + "/" + f, notok + "/" + f);
+  auto r = run_command(kFp4z + " quantize --source " + notok + " --out " + out + " --method rd --lambda 1e-7 --calibration " + calib);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("tokenizer"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(RdCli, CalibratedOutputPassesCheckAndRoundTripsThroughTheContainer) {
+  for (const std::string fmt : {"compressed-tensors", "modelopt"}) {
+    const std::string out = tmp->path + "/rd-" + fmt;
+    auto q = run_command(kFp4z + " quantize --source " + src + " --out " + out + " --method rd --target-bits 3.7 --format " + fmt +
+                         " --calibration " + calib + " --calibration-seqs 4 --calibration-ctx 128 --sensitivity-seqs 2 -q");
+    ASSERT_EQ(q.code, 0) << q.err;
+    auto c = run_command(kFp4z + " check " + out);
+    EXPECT_EQ(c.code, 0) << c.out << c.err;
+    auto rep = read_text(out + "/fp4z_rd_report.json");
+    EXPECT_NE(rep.find("\"h_weighted_error\""), std::string::npos);
+    // The ideal size fp4z stats reports is what rd aimed at.
+    auto st = run_command(kFp4z + " stats " + out + " --no-zstd --json");
+    ASSERT_EQ(st.code, 0) << st.err;
+    auto pos = st.out.find("\"ideal_order0_bits_per_weight\": ");
+    ASSERT_NE(pos, std::string::npos);
+    double bits = std::stod(st.out.substr(pos + 32));
+    EXPECT_LE(bits, 3.7 + 1e-9);
+    EXPECT_GT(bits, 3.5);
+    // Lossless container round trip, byte for byte.
+    auto z = run_command(kFp4z + " compress " + out + " -o " + out + ".fp4z -q");
+    ASSERT_EQ(z.code, 0) << z.err;
+    auto d = run_command(kFp4z + " decompress " + out + ".fp4z -o " + out + ".restored -q");
+    ASSERT_EQ(d.code, 0) << d.err;
+    for (const auto& e : fs::recursive_directory_iterator(out)) {
+      if (!e.is_regular_file()) continue;
+      std::string rel = fs::relative(e.path(), out).string();
+      EXPECT_EQ(read_text(e.path().string()), read_text(out + ".restored/" + rel)) << rel;
+    }
+  }
+}
+
+TEST_F(RdCli, UncalibratedRdBeatsSeedAlphaTwoInWeightMseAtItsRate) {
+  const std::string absmax = tmp->path + "/absmax", seed = tmp->path + "/seed2", rd = tmp->path + "/rd-nocal";
+  ASSERT_EQ(run_command(kFp4z + " quantize --source " + src + " --out " + absmax + " -q").code, 0);
+  ASSERT_EQ(run_command(kFp4z + " quantize --source " + src + " --template " + absmax + " --method seed --alpha 2 --fused-global-scale --out " +
+                        seed + " -q").code, 0);
+  auto stat = [&](const std::string& dir, const char* key) {
+    auto st = run_command(kFp4z + " stats " + dir + " --no-zstd --json --reference " + src);
+    EXPECT_EQ(st.code, 0) << st.err;
+    auto at = std::string(key) == "mse" ? st.out.find("\"mse\": ", st.out.find("\"total\"")) : st.out.find("\"ideal_order0_bits_per_weight\": ");
+    return std::stod(st.out.substr(at + (std::string(key) == "mse" ? 7 : 32)));
+  };
+  const double seed_bits = stat(seed, "bits"), seed_mse = stat(seed, "mse");
+  char tb[32];
+  std::snprintf(tb, sizeof tb, "%.6f", seed_bits);
+  auto q = run_command(kFp4z + " quantize --source " + src + " --out " + rd + " --method rd --target-bits " + tb + " -q");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_LE(stat(rd, "bits"), seed_bits + 1e-9);
+  EXPECT_LT(stat(rd, "mse"), seed_mse);
+}
