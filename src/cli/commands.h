@@ -14,5 +14,7 @@ int cmd_tokenize(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
+int cmd_export_gguf(int argc, char** argv);
+int cmd_logits(int argc, char** argv);
 
 }  // namespace fp4z::cli

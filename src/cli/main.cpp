@@ -26,6 +26,8 @@ const Subcommand kSubcommands[] = {
     {"generate", "generate text with a checkpoint", fp4z::cli::cmd_generate},
     {"eval", "perplexity / KL divergence (eval ppl) and MMLU (eval mmlu)", fp4z::cli::cmd_eval},
     {"compare", "print a per-layer comparison table of quantized checkpoints", fp4z::cli::cmd_compare},
+    {"export-gguf", "convert a checkpoint to a llama.cpp GGUF file (NVFP4 or Q4_0)", fp4z::cli::cmd_export_gguf},
+    {"logits", "write the engine's logits for token ids (raw f32)", fp4z::cli::cmd_logits},
 };
 
 void print_usage(FILE* out) {
