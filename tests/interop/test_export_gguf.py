@@ -234,7 +234,7 @@ def test_tensors(models, name):
             wn, sn = f"blk.{i}.{gn}.weight", f"blk.{i}.{gn}.scale"
             expected.add(wn)
             typ, vals, raw = g[wn]
-            if q4:
+            if q4 and full.shape[1] % 32 == 0:
                 assert typ == GGMLQuantizationType.Q4_0
                 # byte-exact against gguf's numpy port of ggml's quantize_row_q4_0_ref
                 np.testing.assert_array_equal(raw.reshape(-1), gq.quantize(full, GGMLQuantizationType.Q4_0).reshape(-1))
@@ -285,10 +285,11 @@ def fp4z_logits(model_dir, ids, tmp_path):
     return np.fromfile(out, dtype=np.float32).reshape(len(ids), -1)
 
 
+# Measured here: F32 export 3.9e-7; NVFP4 1.7e-2 (stories260K), 9.8e-3 (Qwen3-shaped).
 # llama.cpp multiplies F32 weights in f32 but quantizes activations to Q8_0 (32 values, one f16 scale)
 # for NVFP4/Q4_0 weights; fp4z's reference path is f32 throughout. Tolerances: per position,
 # max |a - b| <= tol * max |b|. A wrong layout, scale or permutation gives errors of order 1.
-@pytest.mark.parametrize("name,ids,tol", [("st", STORY_IDS, 2e-4), ("st_ct", STORY_IDS, 3e-2), ("st_mo", STORY_IDS, 3e-2),
+@pytest.mark.parametrize("name,ids,tol", [("st", STORY_IDS, 1e-5), ("st_ct", STORY_IDS, 3e-2), ("st_mo", STORY_IDS, 3e-2),
                                           ("qwen3_ct", QWEN_IDS, 3e-2), ("qwen3_modelopt", QWEN_IDS, 3e-2)])
 def test_llama_cpp_logits_match_engine(models, tmp_path, name, ids, tol):
     src, path = models[name]
