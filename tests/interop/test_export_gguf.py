@@ -28,21 +28,8 @@ FIXTURES = os.environ.get("FP4Z_FIXTURES", os.path.join(os.path.dirname(__file__
 ORACLE = os.path.join(os.path.dirname(__file__), "..", "oracle_forward.py")
 
 # ---------------------------------------------------------------- independent NVFP4 decoding (spec tables)
-E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float32)
-
-
-def e4m3_table():
-    v = np.zeros(256, dtype=np.float32)
-    for b in range(256):
-        e, m = (b >> 3) & 15, b & 7
-        mag = m / 512.0 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
-        if b & 0x7F == 0x7F:
-            mag = np.nan
-        v[b] = -mag if b & 0x80 else mag
-    return v
-
-
-E4M3 = e4m3_table()
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from oracle_forward import E2M1, E4M3  # noqa: E402  (the numpy oracle's tables, written from the format spec)
 
 
 def read_safetensors(path):
@@ -65,7 +52,7 @@ def read_safetensors(path):
 def nvfp4_products(packed, scales):
     """E2M1(code) * E4M3(scale) per element, [n, k], without the global scale."""
     codes = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(packed.shape[0], -1)
-    return E2M1[codes] * np.repeat(E4M3[scales], 16, axis=1)
+    return (E2M1[codes] * np.repeat(E4M3[scales], 16, axis=1)).astype(np.float32)  # exact in f32
 
 
 def hf_linear(t, base):
