@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/file_text.h"
 #include "common/parallel.h"
 #include "common/staged_output.h"
 #include "format/checkpoint.h"
@@ -179,7 +180,7 @@ struct GgufVocab {
   int32_t unk = -1;
 };
 
-std::string merge_text(const nlohmann::ordered_json& mj, const std::string& path) {
+std::string merge_text(const nlohmann::json& mj, const std::string& path) {
   if (mj.is_string()) return mj.get<std::string>();
   if (mj.is_array() && mj.size() == 2 && mj[0].is_string() && mj[1].is_string())
     return mj[0].get<std::string>() + " " + mj[1].get<std::string>();
@@ -189,7 +190,14 @@ std::string merge_text(const nlohmann::ordered_json& mj, const std::string& path
 GgufVocab read_vocab(const std::string& dir, const ModelConfig& cfg) {
   const std::string path = dir + "/tokenizer.json";
   if (!std::filesystem::exists(path)) fail_input(path + ": missing (GGUF needs the tokenizer)");
-  nlohmann::ordered_json tj = read_json_file(path);
+  // nlohmann::json (sorted map), not the strict ordered_json reader: ordered_json looks keys up
+  // linearly, quadratic for a 150k-entry vocab. Ids, not key order, place the tokens.
+  nlohmann::json tj;
+  try {
+    tj = nlohmann::json::parse(read_whole_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail_input(path + ": invalid JSON: " + e.what());
+  }
   auto model = tj.find("model");
   if (model == tj.end() || !model->is_object() || model->value("type", std::string()) != "BPE" || !model->contains("vocab") ||
       !(*model)["vocab"].is_object() || !model->contains("merges") || !(*model)["merges"].is_array())
