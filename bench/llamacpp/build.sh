@@ -19,7 +19,7 @@ fi
 # The sdist keeps the submodule's git metadata: the vendored llama.cpp commit is its HEAD.
 commit=$(cat "$src/.git/modules/vendor/llama.cpp/HEAD" 2>/dev/null || echo unknown)
 echo "llama.cpp commit $commit (vendored in llama-cpp-python $LCP_VERSION)"
-if [ -x "$out/bin/llama-bench" ] && grep -q "$commit" "$out/build-info.txt" 2>/dev/null; then
+if [ -x "$out/cmake/bin/llama-bench" ] && grep -q "$commit" "$out/build-info.txt" 2>/dev/null; then
   cat "$out/build-info.txt"
   exit 0
 fi
@@ -28,8 +28,7 @@ fi
 start=$(date +%s)
 cmake -S "$src/vendor/llama.cpp" -B "$out/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-  -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$PWD/$out/bin" >&2
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >&2
 /usr/bin/time -f "%e s wall, %U s user, %S s sys" -o "$out/build-time.txt" cmake --build "$out/cmake" --target llama-bench -j"$(nproc)" >&2
 wall=$(( $(date +%s) - start ))
 {

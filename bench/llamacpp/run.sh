@@ -24,7 +24,7 @@ done
 fp4z=$root/build/fp4z mb=$root/build/model_bench
 [ -x "$fp4z" ] && [ -x "$mb" ] || { echo "$0: build fp4z first (bash scripts/build.sh)" >&2; exit 2; }
 bash bench/llamacpp/build.sh
-lb=$root/build-llamacpp/bin/llama-bench
+lb=$root/build-llamacpp/cmake/bin/llama-bench
 
 if [ ! -d "$model" ]; then
   [ "$model" = /work/bench-data/qwen3-4b-nvfp4 ] || { echo "$0: $model does not exist" >&2; exit 2; }
