@@ -15,5 +15,6 @@ int cmd_generate(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_sweep(int argc, char** argv);
+int cmd_export_gguf(int argc, char** argv);
 
 }  // namespace fp4z::cli

@@ -30,6 +30,7 @@ const Subcommand kSubcommands[] = {
     {"eval", "perplexity / KL divergence (eval ppl) and MMLU (eval mmlu)", fp4z::cli::cmd_eval},
     {"compare", "print a per-layer comparison table of quantized checkpoints", fp4z::cli::cmd_compare},
     {"sweep", "rate vs accuracy of absmax, seed alphas and rd targets, with a plot", fp4z::cli::cmd_sweep},
+    {"export-gguf", "convert a checkpoint to a llama.cpp GGUF file (NVFP4 or Q4_0)", fp4z::cli::cmd_export_gguf},
 };
 
 void print_usage(FILE* out) {

@@ -9,7 +9,8 @@ Models are made once per pytest process (session scope) under a temporary direct
   qwen3-f32        the Qwen3 shape stored in F32 (tied, head stored)
   llama-bf16       generated Llama (untied head, llama3 rope scaling, K = 352)
 Each can be quantized by fp4z as `absmax`, `seed` (alpha 2, fused global scale, absmax output as
-template) or `modelopt` (absmax written in the ModelOpt convention).
+template), `rd` (rate-distortion at 3.6 bits/weight, no calibration) or `modelopt` (absmax written in
+the ModelOpt convention).
 """
 import logging
 import os
@@ -43,10 +44,11 @@ def run_fp4z(*args, expect=0):
     return p
 
 
-def fp4z_logits(model_dir, ids, tmp_dir):
-    """fp4z's engine (exact f32 path): logits of every position, [len(ids), vocab]."""
-    out = Path(tmp_dir) / f"logits_{os.getpid()}_{abs(hash((str(model_dir), tuple(ids))))}.npy"
-    run_fp4z("eval", "logits", "--model", model_dir, "--ids", ",".join(map(str, ids)), "-o", out, "--force", "-q")
+def fp4z_logits(model_dir, ids, tmp_dir, exact=True):
+    """fp4z's engine (the exact f32 path unless exact=False): logits of every position, [len(ids), vocab]."""
+    out = Path(tmp_dir) / f"logits_{os.getpid()}_{abs(hash((str(model_dir), tuple(ids), exact)))}.npy"
+    run_fp4z("eval", "logits", "--model", model_dir, "--ids", ",".join(map(str, ids)), "-o", out, "--force", "-q",
+             *(["--exact"] if exact else []))
     return np.load(out)
 
 
@@ -133,8 +135,8 @@ class ModelFactory:
         elif variant == "seed":
             run_fp4z("quantize", "--source", src, "--template", self.quantized(name, "absmax"), "--method", "seed",
                      "--alpha", "2.0", "--fused-global-scale", "--out", out, "--quiet")
-        elif variant.startswith("rd"):
-            run_fp4z("quantize", "--source", src, "--out", out, "--method", "rd", *variant.split(":")[1:], "--quiet")
+        elif variant == "rd":  # rate-distortion at 3.6 bits/weight, weight MSE (no calibration text needed)
+            run_fp4z("quantize", "--source", src, "--out", out, "--method", "rd", "--target-bits", "3.6", "--quiet")
         else:
             raise ValueError(variant)
         self.made[key] = out
