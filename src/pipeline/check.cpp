@@ -21,6 +21,8 @@
 #include "common/progress.h"
 #include "format/checkpoint.h"
 #include "format/dtype.h"
+#include "format/nvfp4_tensors.h"
+#include "nvfp4/measure.h"
 #include "pipeline/fused_groups.h"
 
 namespace fs = std::filesystem;
@@ -58,17 +60,6 @@ std::string parent_of(const std::string& module) {
   return p == std::string::npos ? std::string() : module.substr(0, p);
 }
 
-// Module leaf names that are nn.Linear in Hugging Face decoder models (attention, MLP, MoE
-// experts and routers, lm_head, and the GPT-style names).
-bool is_linear_leaf(const std::string& leaf) {
-  static const std::set<std::string> kLeaves = {
-      "q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "gate_proj", "up_proj", "down_proj", "gate_up_proj",
-      "lm_head", "w1", "w2", "w3", "wq", "wk", "wv", "wo", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa",
-      "kv_b_proj", "dense", "fc1", "fc2", "c_attn", "c_proj", "c_fc", "query_key_value", "dense_h_to_4h",
-      "dense_4h_to_h", "out_proj", "gate", "shared_expert_gate"};
-  return kLeaves.count(leaf) > 0;
-}
-
 // The member of a fused group whose scale vLLM's MoE kernels use for the whole group (gate/w1).
 std::string gate_member_of(const std::vector<std::string>& leaves) {
   for (const auto& l : leaves)
@@ -78,21 +69,10 @@ std::string gate_member_of(const std::vector<std::string>& leaves) {
 
 bool is_moe_expert(const std::string& module) { return module.find(".experts.") != std::string::npos; }
 
-// Tensor-name suffixes that belong to a module's quantization state (the rest is passed through).
-const std::vector<std::string>& ct_roles() {
-  static const std::vector<std::string> r = {"weight_packed", "weight_scale", "weight_global_scale", "input_global_scale",
-                                             "weight_zero_point", "weight_shape", "weight", "bias"};
-  return r;
-}
-const std::vector<std::string>& modelopt_roles() {
-  static const std::vector<std::string> r = {"weight_scale_2", "weight_scale", "input_scale", "weight", "bias",
-                                             "k_scale", "v_scale"};
-  return r;
-}
-
 struct Module {
   std::string name;
-  std::map<std::string, const TensorRef*> roles;
+  std::map<std::string, const TensorRef*> roles;  // by role suffix ("weight", "weight_scale", ...)
+  Nvfp4Lookup nv;                                 // the shared lookup (format/nvfp4_tensors.h)
   bool quantized = false;
   bool linear = false;  // Linear-looking (by leaf) with a 2-D weight, or quantized
   const TensorRef* role(const std::string& r) const {
@@ -181,32 +161,24 @@ struct Checker {
     }
   }
 
-  // Splits tensor names into modules and roles.
+  // Splits tensor names into modules and roles; quantized = the shared lookup finds NVFP4 tensors
+  // (or the module carries compressed-tensors-only quantization tensors).
   void index_tensors() {
-    const auto& roles = modelopt ? modelopt_roles() : ct_roles();
     for (const auto& name : ck.names) {
-      const TensorRef* ref = ck.find(name);
-      bool placed = false;
-      for (const auto& r : roles) {
-        if (name.size() > r.size() + 1 && name.compare(name.size() - r.size(), r.size(), r) == 0 &&
-            name[name.size() - r.size() - 1] == '.') {
-          std::string m = name.substr(0, name.size() - r.size() - 1);
-          Module& mod = modules[m];
-          mod.name = m;
-          mod.roles[r] = ref;
-          placed = true;
-          break;
-        }
+      Nvfp4NameRole nr = classify_nvfp4_name(name);
+      if (nr.role == Nvfp4Role::kNone) {
+        other_tensors.push_back(name);
+        continue;
       }
-      if (!placed) other_tensors.push_back(name);
+      Module& mod = modules[nr.module];
+      mod.name = nr.module;
+      mod.roles[nr.suffix] = ck.find(name);
     }
     for (auto& [name, m] : modules) {
-      if (modelopt) {
-        m.quantized = m.role("weight_scale") || m.role("weight_scale_2") || m.role("input_scale");
-      } else {
-        m.quantized = m.role("weight_packed") || m.role("weight_scale") || m.role("weight_global_scale") ||
-                      m.role("input_global_scale") || m.role("weight_zero_point") || m.role("weight_shape");
-      }
+      m.nv = find_nvfp4_tensors(ck, name);
+      if (!m.nv.quantized() && (m.role("weight_zero_point") || m.role("weight_shape")))
+        m.nv.convention = Nvfp4Convention::kCompressedTensors;
+      m.quantized = m.nv.quantized();
       const TensorRef* w = m.role("weight");
       bool two_d = w && w->info->shape.size() == 2;
       m.linear = m.quantized || (two_d && is_linear_leaf(leaf_of(name)));
@@ -407,108 +379,25 @@ struct Checker {
 
   // ---- per-module tensor checks --------------------------------------------------------------
 
-  bool expect_dtype(const TensorRef* t, DType want, const std::string& what) {
-    if (t->info->dtype == want) return true;
-    error("dtype", t->info->name, std::string("dtype is ") + dtype_name(t->info->dtype) + ", expected " + dtype_name(want),
-          what);
-    return false;
-  }
-
-  // A per-tensor scalar scale: shape [1] (CT, transformers requires it) or [] (ModelOpt).
-  std::optional<float> scalar_scale(const TensorRef* t, bool modelopt_style) {
-    const std::string loader = modelopt_style ? "vLLM's ModelOpt loader cannot load the scale"
-                                              : "transformers and vLLM load F32 global scales only";
-    if (!expect_dtype(t, DType::F32, loader)) return std::nullopt;
-    const auto& s = t->info->shape;
-    bool scalar0 = s.empty();
-    bool one = s.size() == 1 && s[0] == 1;
-    if (!modelopt_style && scalar0) {
-      error("shape", t->info->name, "shape is [] (0-d), expected [1]",
-            "transformers requires exactly [1] and fails with a size mismatch (vLLM would accept it)");
-    } else if (!scalar0 && !one) {
-      error("shape", t->info->name, "shape is " + shape_str(s) + ", expected " + (modelopt_style ? "[]" : "[1]"),
-            "the loader fails with a size mismatch");
-      return std::nullopt;
-    }
-    float v;
-    std::memcpy(&v, t->data(), 4);
-    return v;
-  }
-
-  void check_scalar_value(const TensorRef* t, float v, bool divisor) {
-    const std::string& n = t->info->name;
-    if (std::isnan(v) || std::isinf(v))
-      error("bad_global_scale", n, std::string("is ") + (std::isnan(v) ? "NaN" : "infinite"),
-            "every dequantized weight of this Linear becomes NaN/inf (or zero)");
-    else if (v == 0)
-      error("bad_global_scale", n, "is zero",
-            divisor ? "dequantization divides by it: every weight becomes inf/NaN" : "every dequantized weight becomes zero");
-    else if (v < 0)
-      error("bad_global_scale", n, "is negative (" + fmt_g(v) + ")",
-            "every weight changes sign; Marlin assumes non-negative scales");
-  }
-
-  // Scans block scales (and the codes of zero-scale blocks) with all threads.
-  void scan_block_scales(const TensorRef* scale, const TensorRef* packed, int64_t N, int64_t groups) {
-    const uint8_t* s = scale->data();
-    const uint8_t* p = packed ? packed->data() : nullptr;
-    const int64_t pcols = groups * 8;
-    std::atomic<uint64_t> nan{0}, neg{0}, zero_nz{0};
-    std::atomic<uint64_t> first_nan{UINT64_MAX}, first_neg{UINT64_MAX}, first_zero{UINT64_MAX};
-    auto atomic_min = [](std::atomic<uint64_t>& a, uint64_t v) {
-      uint64_t cur = a.load();
-      while (v < cur && !a.compare_exchange_weak(cur, v)) {
-      }
-    };
-    size_t grain = size_t(std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(groups, 1)));
-    parallel_for(size_t(N), threads, grain, [&](size_t r0, size_t r1) {
-      uint64_t ln = 0, lg = 0, lz = 0, fn = UINT64_MAX, fg = UINT64_MAX, fz = UINT64_MAX;
-      for (size_t r = r0; r < r1; ++r) {
-        const uint8_t* row = s + r * size_t(groups);
-        for (int64_t g = 0; g < groups; ++g) {
-          uint8_t b = row[g];
-          uint8_t mag = b & 0x7F;
-          uint64_t at = uint64_t(r) * uint64_t(groups) + uint64_t(g);
-          if (mag == 0x7F) {
-            ++ln;
-            fn = std::min(fn, at);
-          } else if (mag == 0) {
-            if (p) {
-              const uint8_t* blk = p + r * size_t(pcols) + size_t(g) * 8;
-              uint64_t w;
-              std::memcpy(&w, blk, 8);
-              if (w & 0x7777777777777777ull) {
-                ++lz;
-                fz = std::min(fz, at);
-              }
-            }
-          } else if (b & 0x80) {
-            ++lg;
-            fg = std::min(fg, at);
-          }
-        }
-      }
-      nan += ln;
-      neg += lg;
-      zero_nz += lz;
-      atomic_min(first_nan, fn);
-      atomic_min(first_neg, fg);
-      atomic_min(first_zero, fz);
-    });
+  // Reports the numeric scan of a module's block scales (and the codes of zero-scale blocks).
+  void report_block_scales(const TensorRef* scale, const TensorRef* packed) {
+    const uint64_t groups = uint64_t(scale->info->shape[1]);
+    BlockScaleScan r = scan_block_scales(scale->data(), packed ? packed->data() : nullptr, size_t(scale->info->shape[0]),
+                                         size_t(groups), threads);
     const std::string& n = scale->info->name;
     auto where = [&](uint64_t at) {
-      return "first at row " + std::to_string(at / uint64_t(groups)) + ", block " + std::to_string(at % uint64_t(groups)) +
-             " (columns " + std::to_string((at % uint64_t(groups)) * 16) + ".." + std::to_string((at % uint64_t(groups)) * 16 + 15) + ")";
+      return "first at row " + std::to_string(at / groups) + ", block " + std::to_string(at % groups) + " (columns " +
+             std::to_string((at % groups) * 16) + ".." + std::to_string((at % groups) * 16 + 15) + ")";
     };
-    if (nan)
-      error("nan_scale", n, std::to_string(nan.load()) + " block scale(s) are NaN (0x7F/0xFF), " + where(first_nan),
+    if (r.nan)
+      error("nan_scale", n, std::to_string(r.nan) + " block scale(s) are NaN (0x7F/0xFF), " + where(r.first_nan),
             "the whole 16-weight block dequantizes to NaN, and NaN spreads through every activation downstream");
-    if (neg)
-      error("negative_scale", n, std::to_string(neg.load()) + " block scale(s) are negative, " + where(first_neg),
+    if (r.negative)
+      error("negative_scale", n, std::to_string(r.negative) + " block scale(s) are negative, " + where(r.first_negative),
             "the block's weights flip sign; vLLM's Marlin kernel assumes scales >= 0 (\"NVFP4 Marlin assumes the scales to be >=0\")");
-    if (zero_nz)
+    if (r.zero_nonzero_codes)
       error("zero_scale_nonzero_codes", n,
-            std::to_string(zero_nz.load()) + " block(s) have a zero scale but nonzero FP4 codes, " + where(first_zero),
+            std::to_string(r.zero_nonzero_codes) + " block(s) have a zero scale but nonzero FP4 codes, " + where(r.first_zero),
             "those weights dequantize to 0: the stored codes are silently lost");
     release_pages(scale->file->map, size_t(scale->data() - scale->file->map.data), size_t(scale->info->nbytes()));
     if (packed)
@@ -528,11 +417,6 @@ struct Checker {
 
   // Output features of each quantized Linear, for the Marlin shape remark made once at the end.
   std::map<std::string, int64_t> quantized_n;
-  void check_marlin(const Module& m, int64_t N, int64_t K) {
-    (void)K;
-    quantized_n[m.name] = N;
-  }
-
   // vLLM checks Marlin's N on the fused layer (q+k+v, gate+up), per tensor-parallel partition.
   void report_marlin() {
     struct FusedLayer {
@@ -571,138 +455,90 @@ struct Checker {
         det);
   }
 
-  void check_ct_module(Module& m) {
-    const std::string& n = m.name;
-    const TensorRef* packed = m.role("weight_packed");
-    const TensorRef* scale = m.role("weight_scale");
-    const TensorRef* gs = m.role("weight_global_scale");
-    const TensorRef* igs = m.role("input_global_scale");
-    const std::string missing_loader = "transformers reports missing keys and leaves the parameter uninitialised; vLLM fails to load the layer";
-    if (!packed) error("missing_tensor", n + ".weight_packed", "missing for a quantized Linear (the module has " + roles_list(m) + ")", missing_loader);
-    if (!scale) error("missing_tensor", n + ".weight_scale", "missing for a quantized Linear", missing_loader);
-    if (!gs) error("missing_tensor", n + ".weight_global_scale", "missing for a quantized Linear", missing_loader);
-    if (const TensorRef* w = m.role("weight"))
-      error("extra_tensor", w->info->name, "a dense weight next to weight_packed",
-            "the compressed module has no 'weight' parameter: transformers reports an unexpected key, vLLM fails on the unknown parameter");
-    for (const char* r : {"weight_zero_point", "weight_shape"})
-      if (const TensorRef* t = m.role(r))
-        error("extra_tensor", t->info->name, "not part of nvfp4-pack-quantized (symmetric, no zero point or shape tensor)",
-              "transformers reports an unexpected key; vLLM fails on the unknown parameter");
-    const ConfigGroup* g = ct_config_usable ? group_for(m) : nullptr;
-    if (ct_config_usable && !g)
-      error("config", n, "quantized in the checkpoint but no config group's targets match it",
-            "loaders treat it as an unquantized Linear and fail to find " + n + ".weight");
-    if (ct_config_usable && ignore.matches(n))
-      error("ignore", n, "quantized in the checkpoint but listed in quantization_config.ignore",
-            "loaders build a plain Linear for it, expect " + n + ".weight, and fail on the packed tensors");
-    bool want_input = g ? g->input_activations : w4a4;
-    if (want_input && !igs)
-      error("missing_tensor", n + ".input_global_scale", "missing: the config quantizes input activations (W4A4)", missing_loader);
-    if (!want_input && igs && ct_config_usable)
-      error("extra_tensor", igs->info->name, "present although the config has no input_activations (W4A16)",
-            "transformers reports an unexpected key; vLLM fails on the unknown parameter");
-
-    int64_t N = -1, K = -1;
-    bool packed_ok = false;
-    if (packed && expect_dtype(packed, DType::U8, "transformers and vLLM expect packed FP4 as U8; loading fails")) {
-      const auto& s = packed->info->shape;
-      if (s.size() != 2) {
-        error("shape", packed->info->name, "shape is " + shape_str(s) + ", expected 2-D [N, K/2]", "the loader fails with a size mismatch");
-      } else {
-        N = s[0];
-        K = s[1] * 2;
-        packed_ok = true;
-        if (K % 16 != 0)
-          error("k_not_multiple_of_16", packed->info->name,
-                "K = " + std::to_string(K) + " (input features) is not a multiple of 16",
-                "compressed-tensors refuses to quantize it and vLLM allocates [N, K/16] scales: keep this Linear unquantized "
-                "in its source dtype and list it in ignore");
-      }
+  // What a loader does with each fault of the shared lookup (format/nvfp4_tensors.h).
+  std::string fault_loader(const Nvfp4Fault& f, bool mo) {
+    const bool codes = f.role == Nvfp4Role::kPackedCodes, scales = f.role == Nvfp4Role::kBlockScales;
+    switch (f.kind) {
+      case Nvfp4FaultKind::kMissingTensor:
+        return mo ? "vLLM's ModelOpt NVFP4 loader fails to load the layer"
+                  : "transformers reports missing keys and leaves the parameter uninitialised; vLLM fails to load the layer";
+      case Nvfp4FaultKind::kDtype:
+        if (codes) return mo ? "vLLM expects packed FP4 weights as U8" : "transformers and vLLM expect packed FP4 as U8; loading fails";
+        if (scales) return mo ? "vLLM expects F8_E4M3 block scales" : "transformers and vLLM expect F8_E4M3 block scales; loading fails";
+        return mo ? "vLLM's ModelOpt loader cannot load the scale" : "transformers and vLLM load F32 global scales only";
+      case Nvfp4FaultKind::kShape:
+        if (scales && f.message.find("2-D") == std::string::npos)
+          return mo ? "vLLM allocates [N, K/16] and fails with a size mismatch"
+                    : "transformers and vLLM allocate [N, K/16] and fail with a size mismatch";
+        return "the loader fails with a size mismatch";
+      case Nvfp4FaultKind::kKNotMultipleOf16:
+        return mo ? "vLLM allocates [N, K/16] scales and fails; keep this Linear unquantized and exclude it"
+                  : "compressed-tensors refuses to quantize it and vLLM allocates [N, K/16] scales: keep this Linear unquantized "
+                    "in its source dtype and list it in ignore";
+      case Nvfp4FaultKind::kBadGlobalScale:
+        if (f.message == "is zero")
+          return mo ? "every dequantized weight becomes zero" : "dequantization divides by it: every weight becomes inf/NaN";
+        if (f.message.rfind("is negative", 0) == 0) return "every weight changes sign; Marlin assumes non-negative scales";
+        return "every dequantized weight of this Linear becomes NaN/inf (or zero)";
     }
-    bool scale_ok = false;
-    if (scale && expect_dtype(scale, DType::F8_E4M3, "transformers and vLLM expect F8_E4M3 block scales; loading fails")) {
-      const auto& s = scale->info->shape;
-      if (s.size() != 2) {
-        error("shape", scale->info->name, "shape is " + shape_str(s) + ", expected 2-D [N, K/16]", "the loader fails with a size mismatch");
-      } else if (packed_ok && K % 16 == 0 && (s[0] != N || s[1] != K / 16)) {
-        error("shape", scale->info->name,
-              "shape is " + shape_str(s) + ", expected [" + std::to_string(N) + ", " + std::to_string(K / 16) + "] for weight_packed " +
-                  shape_str(packed->info->shape),
-              "transformers and vLLM allocate [N, K/16] and fail with a size mismatch");
-      } else {
-        scale_ok = true;
-      }
-    }
-    if (scale_ok) {
-      int64_t rows = scale->info->shape[0], cols = scale->info->shape[1];
-      scan_block_scales(scale, packed_ok && K % 16 == 0 ? packed : nullptr, rows, cols);
-    }
-    if (gs) {
-      if (auto v = scalar_scale(gs, false)) check_scalar_value(gs, *v, true);
-    }
-    if (igs) {
-      if (auto v = scalar_scale(igs, false)) check_scalar_value(igs, *v, true);
-    }
-    if (packed_ok && K % 16 == 0) check_marlin(m, N, K);
+    return "";
   }
 
-  void check_modelopt_module(Module& m) {
+  // One quantized module, either convention: the shared lookup's faults, then what only loaders care
+  // about (extra tensors, config groups, ignore lists, activation scales, [1] vs [] scalars).
+  void check_module(Module& m) {
     const std::string& n = m.name;
-    const TensorRef* w = m.role("weight");
-    const TensorRef* scale = m.role("weight_scale");
-    const TensorRef* s2 = m.role("weight_scale_2");
-    const TensorRef* is = m.role("input_scale");
-    const std::string missing_loader = "vLLM's ModelOpt NVFP4 loader fails to load the layer";
-    if (!w) error("missing_tensor", n + ".weight", "missing for a quantized Linear", missing_loader);
-    if (!scale) error("missing_tensor", n + ".weight_scale", "missing for a quantized Linear", missing_loader);
-    if (!s2) error("missing_tensor", n + ".weight_scale_2", "missing for a quantized Linear", missing_loader);
-    if (w4a4 && !is) error("missing_tensor", n + ".input_scale", "missing: quant_algo NVFP4 quantizes input activations", missing_loader);
-    if (!w4a4 && is)
-      info("extra_tensor", is->info->name, "present although quant_algo is W4A16_NVFP4 (weight-only)", "vLLM ignores it");
-    if (!ignore.globs.empty() || !ignore.exact.empty() || !ignore.regexes.empty())
-      if (ignore.matches(n))
+    const Nvfp4Lookup& nv = m.nv;
+    const bool mo = nv.convention == Nvfp4Convention::kModelOpt;
+    if (mo != modelopt)
+      error("config", n, std::string("stored as ") + nvfp4_convention_name(nv.convention) + " NVFP4, but the checkpoint is " +
+                             (modelopt ? "ModelOpt" : "compressed-tensors"),
+            "the loader looks for the other convention's tensor names and fails to load the layer");
+    bool codes_ok = nv.codes != nullptr, scales_ok = nv.block_scales != nullptr;
+    for (const Nvfp4Fault& f : nvfp4_faults(nv)) {
+      codes_ok &= f.role != Nvfp4Role::kPackedCodes;
+      scales_ok &= f.role != Nvfp4Role::kBlockScales;
+      error(nvfp4_fault_kind_name(f.kind), f.tensor, f.message, fault_loader(f, mo));
+    }
+    const TensorRef* input = nv.input_scale;
+    if (mo) {
+      if (w4a4 && !input)
+        error("missing_tensor", n + ".input_scale", "missing: quant_algo NVFP4 quantizes input activations",
+              "vLLM's ModelOpt NVFP4 loader fails to load the layer");
+      if (!w4a4 && input) info("extra_tensor", input->info->name, "present although quant_algo is W4A16_NVFP4 (weight-only)", "vLLM ignores it");
+      if ((!ignore.globs.empty() || !ignore.exact.empty() || !ignore.regexes.empty()) && ignore.matches(n))
         error("ignore", n, "quantized in the checkpoint but matched by exclude_modules",
               "vLLM builds an unquantized Linear for it and fails on the packed U8 weight");
-    int64_t N = -1, K = -1;
-    bool w_ok = false;
-    if (w && expect_dtype(w, DType::U8, "vLLM expects packed FP4 weights as U8")) {
-      const auto& s = w->info->shape;
-      if (s.size() != 2) {
-        error("shape", w->info->name, "shape is " + shape_str(s) + ", expected 2-D [N, K/2]", "the loader fails with a size mismatch");
-      } else {
-        N = s[0];
-        K = s[1] * 2;
-        w_ok = true;
-        if (K % 16 != 0)
-          error("k_not_multiple_of_16", w->info->name, "K = " + std::to_string(K) + " (input features) is not a multiple of 16",
-                "vLLM allocates [N, K/16] scales and fails; keep this Linear unquantized and exclude it");
-      }
+    } else {
+      if (nv.dense)
+        error("extra_tensor", nv.dense->info->name, "a dense weight next to weight_packed",
+              "the compressed module has no 'weight' parameter: transformers reports an unexpected key, vLLM fails on the unknown parameter");
+      for (const char* r : {"weight_zero_point", "weight_shape"})
+        if (const TensorRef* t = m.role(r))
+          error("extra_tensor", t->info->name, "not part of nvfp4-pack-quantized (symmetric, no zero point or shape tensor)",
+                "transformers reports an unexpected key; vLLM fails on the unknown parameter");
+      const ConfigGroup* g = ct_config_usable ? group_for(m) : nullptr;
+      if (ct_config_usable && !g)
+        error("config", n, "quantized in the checkpoint but no config group's targets match it",
+              "loaders treat it as an unquantized Linear and fail to find " + n + ".weight");
+      if (ct_config_usable && ignore.matches(n))
+        error("ignore", n, "quantized in the checkpoint but listed in quantization_config.ignore",
+              "loaders build a plain Linear for it, expect " + n + ".weight, and fail on the packed tensors");
+      bool want_input = g ? g->input_activations : w4a4;
+      if (want_input && !input)
+        error("missing_tensor", n + ".input_global_scale", "missing: the config quantizes input activations (W4A4)",
+              "transformers reports missing keys and leaves the parameter uninitialised; vLLM fails to load the layer");
+      if (!want_input && input && ct_config_usable)
+        error("extra_tensor", input->info->name, "present although the config has no input_activations (W4A16)",
+              "transformers reports an unexpected key; vLLM fails on the unknown parameter");
+      // transformers requires exactly [1]; the lookup (and vLLM) also accept a 0-d scalar.
+      for (const TensorRef* t : {nv.global_scale, input})
+        if (t && t->info->dtype == DType::F32 && t->info->shape.empty())
+          error("shape", t->info->name, "shape is [] (0-d), expected [1]",
+                "transformers requires exactly [1] and fails with a size mismatch (vLLM would accept it)");
     }
-    bool scale_ok = false;
-    if (scale && expect_dtype(scale, DType::F8_E4M3, "vLLM expects F8_E4M3 block scales")) {
-      const auto& s = scale->info->shape;
-      if (s.size() != 2) {
-        error("shape", scale->info->name, "shape is " + shape_str(s) + ", expected 2-D [N, K/16]", "the loader fails with a size mismatch");
-      } else if (w_ok && K % 16 == 0 && (s[0] != N || s[1] != K / 16)) {
-        error("shape", scale->info->name,
-              "shape is " + shape_str(s) + ", expected [" + std::to_string(N) + ", " + std::to_string(K / 16) + "]",
-              "vLLM allocates [N, K/16] and fails with a size mismatch");
-      } else {
-        scale_ok = true;
-      }
-    }
-    if (scale_ok) scan_block_scales(scale, w_ok && K % 16 == 0 ? w : nullptr, scale->info->shape[0], scale->info->shape[1]);
-    if (s2)
-      if (auto v = scalar_scale(s2, true)) check_scalar_value(s2, *v, false);
-    if (is)
-      if (auto v = scalar_scale(is, true)) check_scalar_value(is, *v, false);
-    if (w_ok && K % 16 == 0) check_marlin(m, N, K);
-  }
-
-  static std::string roles_list(const Module& m) {
-    std::string o;
-    for (const auto& [r, t] : m.roles) o += (o.empty() ? "" : ", ") + r;
-    return o.empty() ? "nothing" : o;
+    if (scales_ok && nv.block_scales->info->shape.size() == 2) report_block_scales(nv.block_scales, codes_ok ? nv.codes : nullptr);
+    if (codes_ok) quantized_n[n] = nv.codes->info->shape[0];
   }
 
   // Orphan quantization tensors on modules that are not quantized cannot happen by construction
@@ -859,15 +695,10 @@ struct Checker {
     std::map<std::string, LayerFamily> families;
     auto canonical = [&](const std::string& name) -> std::string {
       // Quantization tensors stand for their module's weight; scale completeness is checked per module.
-      for (const auto& r : modelopt ? modelopt_roles() : ct_roles()) {
-        if (name.size() > r.size() + 1 && name.compare(name.size() - r.size(), r.size(), r) == 0 && name[name.size() - r.size() - 1] == '.') {
-          if (r == "bias" || r == "k_scale" || r == "v_scale") return name;
-          if (modelopt && r == "weight") return name;
-          if (r == "weight" || r == "weight_packed") return name.substr(0, name.size() - r.size()) + "weight";
-          return "";
-        }
-      }
-      return name;
+      Nvfp4NameRole nr = classify_nvfp4_name(name);
+      if (nr.role == Nvfp4Role::kNone) return name;
+      if (nr.role == Nvfp4Role::kWeight || nr.role == Nvfp4Role::kPackedCodes) return nr.module + ".weight";
+      return "";
     };
     for (const auto& name : ck.names) {
       std::smatch mt;
@@ -961,16 +792,15 @@ struct Checker {
     for (const auto& [name, m] : modules)
       if (m.quantized) {
         ++n_quantized;
-        if (const TensorRef* s = m.role("weight_scale")) scan_bytes += s->info->nbytes();
+        if (const TensorRef* s = m.nv.block_scales) scan_bytes += s->info->nbytes();
       }
     Progress progress("check", n_quantized, scan_bytes, quiet);
     for (auto& [name, m] : modules) {
       if (m.quantized) {
-        const TensorRef* s = m.role("weight_scale");
+        const TensorRef* s = m.nv.block_scales;
         progress.advance(1, s ? s->info->nbytes() : 0, name);
         ++rep.quantized_linears;
-        if (modelopt) check_modelopt_module(m);
-        else check_ct_module(m);
+        check_module(m);
       } else if (m.linear) {
         ++rep.unquantized_linears;
         check_unquantized_linear(m);
