@@ -20,44 +20,6 @@
 namespace fs = std::filesystem;
 using namespace fp4z;
 
-namespace {
-
-struct T {
-  std::string name, dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> data;
-};
-
-void write_safetensors(const fs::path& p, const std::vector<T>& ts) {
-  std::string h = "{";
-  uint64_t pos = 0;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    h += (i ? ",\"" : "\"") + ts[i].name + "\":{\"dtype\":\"" + ts[i].dtype + "\",\"shape\":[";
-    for (size_t d = 0; d < ts[i].shape.size(); ++d) {
-      if (d) h += ",";
-      h += std::to_string(ts[i].shape[d]);
-    }
-    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(pos + ts[i].data.size()) + "]}";
-    pos += ts[i].data.size();
-  }
-  h += "}";
-  while (h.size() % 8) h += ' ';
-  fs::create_directories(p.parent_path());
-  std::ofstream f(p, std::ios::binary);
-  uint64_t n = h.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f << h;
-  for (const T& t : ts) f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
-}
-
-std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
-  std::vector<uint8_t> b(4 * v.size());
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-
-}  // namespace
-
 TEST(Stats, SeedProxyDefinition) {
   // 32 KiB chunks, even/odd halves, mean of (H_even + H_odd)/2; last chunk shorter.
   std::vector<uint8_t> v(32768 + 4);
@@ -85,12 +47,12 @@ TEST(Stats, LayerNumbersAndMse) {
   std::vector<float> ref(codes.size());
   for (size_t i = 0; i < ref.size(); ++i) ref[i] = kE2M1Value[codes[i]] * (e4m3_decode(scales[i / 16]) / gs);
   ref[5] += 0.5f;
-  write_safetensors(root / "q/model.safetensors",
+  fp4z::testing::write_safetensors((root / "q/model.safetensors").string(),
                     {{"m.weight_packed", "U8", {n, k / 2}, packed},
                      {"m.weight_scale", "F8_E4M3", {n, k / 16}, scales},
-                     {"m.weight_global_scale", "F32", {1}, f32_bytes({gs})},
-                     {"norm", "F32", {4}, f32_bytes({1, 2, 3, 4})}});
-  write_safetensors(root / "src/model.safetensors", {{"m.weight", "F32", {n, k}, f32_bytes(ref)}});
+                     {"m.weight_global_scale", "F32", {1}, fp4z::testing::f32_bytes({gs})},
+                     {"norm", "F32", {4}, fp4z::testing::f32_bytes({1, 2, 3, 4})}});
+  fp4z::testing::write_safetensors((root / "src/model.safetensors").string(), {{"m.weight", "F32", {n, k}, fp4z::testing::f32_bytes(ref)}});
   StatsOptions opt;
   opt.reference = (root / "src").string();
   StatsReport r = compute_stats((root / "q").string(), opt);

@@ -1,19 +1,28 @@
-// Shared helpers for the GoogleTest suites: private temp dirs, running commands, whole-file I/O.
+// Shared helpers for the GoogleTest suites: private temp dirs, running commands, fixture paths, whole-file
+// I/O and a safetensors writer.
 #pragma once
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace fp4z::testing {
 
 inline const std::string kSourceDir = FP4Z_SOURCE_DIR;
-inline const std::string kFixtures = kSourceDir + "/../shared/fixtures";
+// The shared fixtures directory; FP4Z_FIXTURES overrides it (as for the interop tests and demo.sh).
+inline std::string fixtures_dir() {
+  const char* env = std::getenv("FP4Z_FIXTURES");
+  return env && *env ? std::string(env) : kSourceDir + "/../shared/fixtures";
+}
+inline const std::string kFixtures = fixtures_dir();
 inline const std::string kFp4z = FP4Z_BINARY;
 inline const std::string kPython = "/usr/bin/python3";
 
@@ -61,6 +70,40 @@ inline CommandResult run_command(const std::string& cmd) {
   r.out = read_text(io / "out");
   r.err = read_text(io / "err");
   return r;
+}
+
+// One tensor to write: safetensors dtype name ("F32", "U8", "F8_E4M3", ...), shape and raw bytes.
+struct StTensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+
+// Writes a safetensors file (header order = argument order, data packed in that order, header padded
+// with spaces to 8 bytes, __metadata__ {"format": "pt"}); creates parent directories.
+inline void write_safetensors(const std::string& path, const std::vector<StTensor>& ts) {
+  std::string h = "{\"__metadata__\":{\"format\":\"pt\"}";
+  uint64_t pos = 0;
+  for (const StTensor& t : ts) {
+    h += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (size_t d = 0; d < t.shape.size(); ++d) h += (d ? "," : "") + std::to_string(t.shape[d]);
+    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(pos + t.data.size()) + "]}";
+    pos += t.data.size();
+  }
+  h += "}";
+  while (h.size() % 8) h += ' ';
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary);
+  uint64_t n = h.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f << h;
+  for (const StTensor& t : ts) f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
+}
+
+inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(4 * v.size());
+  if (!v.empty()) std::memcpy(b.data(), v.data(), b.size());
+  return b;
 }
 
 }  // namespace fp4z::testing
