@@ -205,11 +205,11 @@ TEST(Dispatch, EveryKernelGivesTheSameBytes) {
   for (auto& b : raw) b = uint8_t(rng());
   std::vector<uint8_t> e1(1001), s1(1001), e2(1001), s2(1001), m1(raw.size()), m2(raw.size());
   split_bf16_scalar(raw.data(), 1001, e1.data(), s1.data());
-  split_bf16_for(detect_isa())(raw.data(), 1001, e2.data(), s2.data());
+  codec_kernels(detect_isa()).split_bf16(raw.data(), 1001, e2.data(), s2.data());
   EXPECT_EQ(e1, e2);
   EXPECT_EQ(s1, s2);
   merge_bf16_scalar(e1.data(), s1.data(), 1001, m1.data());
-  merge_bf16_for(detect_isa())(e1.data(), s1.data(), 1001, m2.data());
+  codec_kernels(detect_isa()).merge_bf16(e1.data(), s1.data(), 1001, m2.data());
   EXPECT_EQ(m1, raw);
   EXPECT_EQ(m2, raw);
 }

@@ -8,24 +8,13 @@
 #include <cstring>
 
 #include "model/linear.h"
+#include "model/linear_avx512_inl.h"
 #include "model/panel_driver.h"
 #include "nvfp4/codec.h"
 
 namespace fp4z::kernels {
 
 namespace {
-
-// Horizontal sum (gcc 12's _mm512_reduce_add_ps trips -Wuninitialized).
-inline float hsum(__m512 v) {
-  __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  __m256 h = _mm512_castps512_ps256(s);
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
-
-inline __m512 e2m1_table() { return _mm512_loadu_ps(kE2M1Value); }
 
 // 16 weights starting at w (f32 or bf16), as f32; `mask` selects valid lanes.
 inline __m512 load_w(const float* w, __mmask16 m) { return _mm512_maskz_loadu_ps(m, w); }
@@ -95,32 +84,6 @@ void block_gemm(const WT* w, int64_t ldw, int64_t rows, const float* x, int64_t 
   }
 }
 
-// Exact dequantization of NVFP4 row r, columns [c0, c0+len) (len % 16 == 0) to f32.
-void dequant_nvfp4(const Linear& w, int64_t r, int64_t c0, int64_t len, float* out) {
-  const __m512 table = e2m1_table();
-  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const uint8_t* p = w.data + r * (w.k / 2) + c0 / 2;
-  const uint8_t* s = w.scales + r * (w.k / 16) + c0 / 16;
-  int64_t j = 0;
-  for (; j + 32 <= len; j += 32) {
-    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j / 2)));
-    __m512 lo = _mm512_permutexvar_ps(v, table);  // even columns (index uses the low 4 bits)
-    __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
-    __m512 a = _mm512_permutex2var_ps(lo, ilo, hi);
-    __m512 b = _mm512_permutex2var_ps(lo, ihi, hi);
-    _mm512_storeu_ps(out + j, _mm512_mul_ps(a, _mm512_set1_ps(kE4M3.v[s[j / 16]])));
-    _mm512_storeu_ps(out + j + 16, _mm512_mul_ps(b, _mm512_set1_ps(kE4M3.v[s[j / 16 + 1]])));
-  }
-  if (j < len) {  // one trailing block of 16
-    __m512i v = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j / 2)));
-    __m512 lo = _mm512_permutexvar_ps(v, table);
-    __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
-    __m512 a = _mm512_permutex2var_ps(lo, ilo, hi);
-    _mm512_storeu_ps(out + j, _mm512_mul_ps(a, _mm512_set1_ps(kE4M3.v[s[j / 16]])));
-  }
-}
-
 // One token, NVFP4, K % 128 == 0. A 64-byte load holds 128 codes; dword lane i carries columns
 // 8i..8i+7 of the group, nibble j in bits 4j..4j+3, so `vpermps` on (v >> 4j) decodes column 8i+j of
 // every lane without any byte shuffle (vpermps reads only the low 4 index bits). The activations
@@ -175,129 +138,6 @@ void gemv_nvfp4(const Linear& w, const float* xp, int64_t r0, int64_t r1, float*
   }
 }
 
-// y[t*ldy + r] += Σ_j w[r*ldw + j]·x[t*ldx + j] with BF16 operands and f32 accumulation
-// (vdpbf16ps sums adjacent pairs, so both operands stay in plain column order).
-template <int R, int TT>
-void micro_bf16(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t len, float* y, int64_t ldy) {
-  __m512 acc[R][TT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_setzero_ps();
-  int64_t j = 0;
-  for (; j + 32 <= len; j += 32) {
-    __m512bh wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w + r * ldw + j);
-    for (int t = 0; t < TT; ++t) {
-      __m512bh xv = (__m512bh)_mm512_loadu_si512(x + t * ldx + j);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
-    }
-  }
-  if (j < len) {
-    __mmask32 m = __mmask32((1u << (len - j)) - 1);
-    __m512bh wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * ldw + j);
-    for (int t = 0; t < TT; ++t) {
-      __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + t * ldx + j);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv[r], xv);
-    }
-  }
-  for (int t = 0; t < TT; ++t)
-    for (int r = 0; r < R; ++r) y[t * ldy + r] += hsum(acc[r][t]);
-}
-
-template <int R>
-void micro_bf16_rows(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t ldx, int64_t len, int tt, float* y, int64_t ldy) {
-  switch (tt) {
-    case 1: micro_bf16<R, 1>(w, ldw, x, ldx, len, y, ldy); break;
-    case 2: micro_bf16<R, 2>(w, ldw, x, ldx, len, y, ldy); break;
-    case 3: micro_bf16<R, 3>(w, ldw, x, ldx, len, y, ldy); break;
-    case 4: micro_bf16<R, 4>(w, ldw, x, ldx, len, y, ldy); break;
-    case 5: micro_bf16<R, 5>(w, ldw, x, ldx, len, y, ldy); break;
-    default: micro_bf16<R, 6>(w, ldw, x, ldx, len, y, ldy); break;
-  }
-}
-
-void block_gemm_bf16(const uint16_t* w, int64_t ldw, int64_t rows, const uint16_t* x, int64_t ldx, int64_t T, int64_t len,
-                     float* y, int64_t ldy) {
-  for (int64_t t0 = 0; t0 < T; t0 += kTileT) {
-    int tt = int(std::min<int64_t>(kTileT, T - t0));
-    int64_t r = 0;
-    for (; r + kTileR <= rows; r += kTileR)
-      micro_bf16_rows<kTileR>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
-    for (; r < rows; ++r) micro_bf16_rows<1>(w + r * ldw, ldw, x + t0 * ldx, ldx, len, tt, y + t0 * ldy + r, ldy);
-  }
-}
-
-// ---- int8 activations × E2M1 codes (vpdpbusd) ----
-
-constexpr int64_t kInt8Ld = kInt8ChunkGroups * 256;  // panel row stride (bytes)
-
-// One group of 256 columns of one NVFP4 row (128 code bytes = 16 qwords, qword b = block b) into the
-// panel order of Int8Activations: dword lane b of output vector s holds word s of qword b, its
-// nibbles n0 n1 n2 n3 spread to bytes as n0 n2 n1 n3, then mapped to 2·E2M1 + 12 by vpshufb.
-inline void unpack_int8_group(const uint8_t* p, const uint8_t* sc, uint8_t* wp, float* ws) {
-  alignas(64) static constexpr int16_t kIdx[4][32] = {
-#define FP4Z_IDX(s) {0 + s, 0, 4 + s, 0, 8 + s, 0, 12 + s, 0, 16 + s, 0, 20 + s, 0, 24 + s, 0, 28 + s, 0, \
-                     32 + s, 0, 36 + s, 0, 40 + s, 0, 44 + s, 0, 48 + s, 0, 52 + s, 0, 56 + s, 0, 60 + s, 0}
-      FP4Z_IDX(0), FP4Z_IDX(1), FP4Z_IDX(2), FP4Z_IDX(3)
-#undef FP4Z_IDX
-  };
-  const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
-  const __m512i lo_mask = _mm512_set1_epi32(0x00000F0F), hi_mask = _mm512_set1_epi32(0x0F0F0000);
-  const __m512i q0 = _mm512_loadu_si512(p), q1 = _mm512_loadu_si512(p + 64);
-  for (int s = 0; s < 4; ++s) {
-    __m512i d = _mm512_maskz_permutex2var_epi16(0x55555555u, q0, _mm512_load_si512(kIdx[s]), q1);
-    __m512i t = _mm512_or_si512(_mm512_and_si512(d, lo_mask), _mm512_and_si512(_mm512_slli_epi32(d, 12), hi_mask));
-    _mm512_storeu_si512(wp + 64 * s, _mm512_shuffle_epi8(lut, t));
-  }
-  __m512 sv = _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc))), kE4M3.v, 4);
-  _mm512_storeu_ps(ws, _mm512_mul_ps(sv, _mm512_set1_ps(0.5f)));
-}
-
-// y[t·ldy + r] += Σ over ng groups of the int8 products of R panel rows and TT tokens.
-template <int R, int TT>
-void micro_int8(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ldx, const float* xs, const int32_t* xc,
-                int64_t lds, int64_t ng, float* y, int64_t ldy) {
-  __m512 f[R][TT];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < TT; ++t) f[r][t] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < ng; ++g) {
-    __m512i acc[R][TT];
-    for (int t = 0; t < TT; ++t) {
-      __m512i c = _mm512_loadu_si512(xc + t * lds + g * 16);
-      for (int r = 0; r < R; ++r) acc[r][t] = c;
-    }
-    for (int s = 0; s < 4; ++s) {
-      __m512i wv[R];
-      for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(wp + r * kInt8Ld + g * 256 + 64 * s);
-      for (int t = 0; t < TT; ++t) {
-        __m512i xv = _mm512_loadu_si512(xq + t * ldx + g * 256 + 64 * s);
-        for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], xv);
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      __m512 wsv = _mm512_loadu_ps(ws + r * (kInt8Ld / 16) + g * 16);
-      for (int t = 0; t < TT; ++t)
-        f[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), _mm512_mul_ps(wsv, _mm512_loadu_ps(xs + t * lds + g * 16)), f[r][t]);
-    }
-  }
-  for (int t = 0; t < TT; ++t)
-    for (int r = 0; r < R; ++r) y[t * ldy + r] += hsum(f[r][t]);
-}
-
-constexpr int kInt8TileR = 4;
-constexpr int kInt8TileT = 2;
-
-template <int R>
-void micro_int8_rows(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ldx, const float* xs, const int32_t* xc,
-                     int64_t lds, int64_t ng, int tt, float* y, int64_t ldy) {
-  switch (tt) {
-    case 1: micro_int8<R, 1>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
-    case 2: micro_int8<R, 2>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
-    case 3: micro_int8<R, 3>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
-    default: micro_int8<R, 4>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
-  }
-}
-
 }  // namespace
 
 // k % 16 == 0. Per block: the same f32 max/abs, division, product and RNE rounding (vcvtps2dq under
@@ -332,83 +172,6 @@ void quantize_int8_row_avx512(const float* x, int64_t k, Int8Activations& out, i
     for (int j = 0; j < 16; ++j) sum += lanes[j];
     out.scale[size_t(t * G * 16 + blk)] = amax / 127.0f;
     out.corr[size_t(t * G * 16 + blk)] = -12 * sum;
-  }
-}
-
-bool cpu_has_avx512_vnni() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni");
-}
-
-void rows_int8_avx512(const Linear& w, const Int8Activations& xa, int64_t r0, int64_t r1, float* y, float* scratch) {
-  const int64_t N = w.n, T = xa.T, G = xa.groups, ldx = G * 256, lds = G * 16;
-  const int64_t full_groups = w.k / 256;  // groups without padding
-  constexpr int64_t kChunkGroups = kInt8ChunkGroups;
-  for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
-  uint8_t* wp = reinterpret_cast<uint8_t*>(scratch);
-  float* ws = scratch + kPanelRows * kInt8Ld / 4;
-  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
-    int64_t rows = std::min(kPanelRows, r1 - rb);
-    for (int64_t g0 = 0; g0 < G; g0 += kChunkGroups) {
-      int64_t ng = std::min(kChunkGroups, G - g0);
-      for (int64_t i = 0; i < rows; ++i) {
-        const uint8_t* p = w.data + (rb + i) * (w.k / 2);
-        const uint8_t* sc = w.scales + (rb + i) * (w.k / 16);
-        for (int64_t g = 0; g < ng; ++g) {
-          uint8_t* wpg = wp + i * kInt8Ld + g * 256;
-          float* wsg = ws + i * (kInt8Ld / 16) + g * 16;
-          if (g0 + g < full_groups)
-            unpack_int8_group(p + (g0 + g) * 128, sc + (g0 + g) * 16, wpg, wsg);
-          else
-            unpack_int8_scalar(w, rb + i, g0 + g, 1, wpg, wsg);
-        }
-      }
-      const int8_t* xq = xa.q.data() + g0 * 256;
-      const float* xs = xa.scale.data() + g0 * 16;
-      const int32_t* xc = xa.corr.data() + g0 * 16;
-      for (int64_t t0 = 0; t0 < T; t0 += kInt8TileT) {
-        int tt = int(std::min<int64_t>(kInt8TileT, T - t0));
-        int64_t i = 0;
-        for (; i + kInt8TileR <= rows; i += kInt8TileR)
-          micro_int8_rows<kInt8TileR>(wp + i * kInt8Ld, ws + i * (kInt8Ld / 16), xq + t0 * ldx, ldx, xs + t0 * lds,
-                                      xc + t0 * lds, lds, ng, tt, y + t0 * N + rb + i, N);
-        for (; i < rows; ++i)
-          micro_int8_rows<1>(wp + i * kInt8Ld, ws + i * (kInt8Ld / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds,
-                             lds, ng, tt, y + t0 * N + rb + i, N);
-      }
-    }
-  }
-}
-
-bool cpu_has_avx512_bf16() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-}
-
-void rows_avx512_bf16(const Linear& w, const uint16_t* xb, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {
-  const int64_t K = w.k, N = w.n;
-  for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
-  if (w.kind == WeightKind::kBF16) {
-    const uint16_t* base = reinterpret_cast<const uint16_t*>(w.data);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK)
-      block_gemm_bf16(base + r0 * K + c0, K, r1 - r0, xb + c0, K, T, std::min(kPanelK, K - c0), y + r0, N);
-    return;
-  }
-  // NVFP4: dequantize exactly (E2M1·E4M3 fits BF16) into a BF16 panel, via one f32 row.
-  uint16_t* panel = reinterpret_cast<uint16_t*>(scratch);
-  float* row = scratch + kPanelRows * kPanelK;
-  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
-    int64_t rows = std::min(kPanelRows, r1 - rb);
-    for (int64_t c0 = 0; c0 < K; c0 += kPanelK) {
-      int64_t len = std::min(kPanelK, K - c0);
-      for (int64_t i = 0; i < rows; ++i) {
-        dequant_nvfp4(w, rb + i, c0, len, row);
-        for (int64_t j = 0; j < len; j += 16)
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(panel + i * kPanelK + j),
-                              (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(row + j)));
-      }
-      block_gemm_bf16(panel, kPanelK, rows, xb + c0, K, T, len, y + rb, N);
-    }
   }
 }
 
