@@ -10,6 +10,7 @@
 
 #include "model/linear.h"
 #include "nvfp4/codec.h"
+#include "test_util.h"
 
 namespace fp4z {
 namespace {
@@ -95,6 +96,7 @@ void check(WeightKind kind, int64_t n, int64_t k, float global_div, float global
       }
     }
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, Nvfp4FusedGemvShapes) {  // K % 128 == 0: the AVX-512 one-token kernel
@@ -199,6 +201,7 @@ TEST(ModelKernels, Int8ActivationPromptPath) {
       }
     }
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, Int8QuantizerIsaAgree) {
@@ -248,6 +251,7 @@ TEST(ModelKernels, AttentionHelpers) {
     kernels::axpy_avx512(0.5f, a.data(), y3.data(), 67);
     EXPECT_EQ(y, y3);
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, ActivationFakeQuantization) {

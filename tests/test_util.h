@@ -12,7 +12,10 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "common/cpu.h"
 
 namespace fp4z::testing {
 
@@ -38,6 +41,10 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   ~TempDir() {
+    if (std::getenv("FP4Z_KEEP_TEST_DIRS")) {  // keep for inspection
+      std::fprintf(stderr, "kept %s\n", path.c_str());
+      return;
+    }
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
   }
@@ -56,6 +63,13 @@ inline void write_text(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary) << data;
 }
 
+// `s` as one single-quoted /bin/sh word.
+inline std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 struct CommandResult {
   int code = -1;  // exit status, or 128 + signal
   std::string out, err;
@@ -71,6 +85,24 @@ inline CommandResult run_command(const std::string& cmd) {
   r.err = read_text(io / "err");
   return r;
 }
+
+// Cross-ISA tests run every kernel level this CPU has (up to `highest`), then report the levels it
+// lacks with GTEST_SKIP (a visible skip instead of a silent pass): "" when every level ran.
+inline std::string isa_levels_not_run(CpuFeature highest) {
+  std::string missing;
+  const CpuFeatures& f = cpu_features();
+  for (auto [feature, name] : {std::pair{CpuFeature::kAvx2, "avx2"}, std::pair{CpuFeature::kAvx512, "avx512"},
+                               std::pair{CpuFeature::kAvx512Vnni, "avx512vnni"}, std::pair{CpuFeature::kAvx512Bf16, "avx512bf16"}}) {
+    if (!f.has(feature)) missing += std::string(" ") + name;
+    if (feature == highest) break;
+  }
+  return missing;
+}
+#define FP4Z_SKIP_MISSING_ISA_LEVELS(highest)                                                            \
+  do {                                                                                                   \
+    std::string fp4z_missing_ = ::fp4z::testing::isa_levels_not_run(highest);                            \
+    if (!fp4z_missing_.empty()) GTEST_SKIP() << "kernel levels not run on this CPU:" << fp4z_missing_;  \
+  } while (0)
 
 // One tensor to write: safetensors dtype name ("F32", "U8", "F8_E4M3", ...), shape and raw bytes.
 struct StTensor {
