@@ -30,12 +30,47 @@ using json = nlohmann::ordered_json;
 
 namespace fp4z {
 
+const char* check_kind_name(CheckKind k) {
+  switch (k) {
+    case CheckKind::kConfig: return "config";
+    case CheckKind::kMetadata: return "metadata";
+    case CheckKind::kMissingTensor: return "missing_tensor";
+    case CheckKind::kExtraTensor: return "extra_tensor";
+    case CheckKind::kDtype: return "dtype";
+    case CheckKind::kShape: return "shape";
+    case CheckKind::kKNotMultipleOf16: return "k_not_multiple_of_16";
+    case CheckKind::kBadGlobalScale: return "bad_global_scale";
+    case CheckKind::kNanScale: return "nan_scale";
+    case CheckKind::kNegativeScale: return "negative_scale";
+    case CheckKind::kZeroScaleNonzeroCodes: return "zero_scale_nonzero_codes";
+    case CheckKind::kIgnore: return "ignore";
+    case CheckKind::kFusedDecision: return "fused_decision";
+    case CheckKind::kFusedGlobalScale: return "fused_global_scale";
+    case CheckKind::kFusedInputScale: return "fused_input_scale";
+    case CheckKind::kMarlin: return "marlin";
+    case CheckKind::kNoQuantizedLinear: return "no_quantized_linear";
+  }
+  return "unknown";
+}
+
 size_t CheckReport::errors() const {
   return size_t(std::count_if(findings.begin(), findings.end(), [](const CheckFinding& f) { return f.severity == CheckSeverity::Error; }));
 }
 size_t CheckReport::infos() const { return findings.size() - errors(); }
 
 namespace {
+
+// The finding kind of a fault of the shared NVFP4 lookup.
+CheckKind check_kind_of(Nvfp4FaultKind k) {
+  switch (k) {
+    case Nvfp4FaultKind::kMissingTensor: return CheckKind::kMissingTensor;
+    case Nvfp4FaultKind::kDtype: return CheckKind::kDtype;
+    case Nvfp4FaultKind::kShape: return CheckKind::kShape;
+    case Nvfp4FaultKind::kKNotMultipleOf16: return CheckKind::kKNotMultipleOf16;
+    case Nvfp4FaultKind::kBadGlobalScale: return CheckKind::kBadGlobalScale;
+  }
+  return CheckKind::kShape;
+}
 
 const char* kFormatName = "nvfp4-pack-quantized";
 
@@ -123,27 +158,27 @@ struct Checker {
   Checker(CheckReport& report, const Checkpoint& checkpoint, int n_threads, bool quiet_progress)
       : rep(report), ck(checkpoint), threads(n_threads), quiet(quiet_progress) {}
 
-  void add(CheckSeverity sev, const std::string& kind, const std::string& tensor, const std::string& msg,
+  void add(CheckSeverity sev, CheckKind kind, const std::string& tensor, const std::string& msg,
            const std::string& loader, std::vector<std::string> details = {}) {
     rep.findings.push_back(CheckFinding{sev, kind, tensor, msg, loader, std::move(details)});
   }
-  void error(const std::string& kind, const std::string& tensor, const std::string& msg, const std::string& loader,
+  void error(CheckKind kind, const std::string& tensor, const std::string& msg, const std::string& loader,
              std::vector<std::string> details = {}) {
     add(CheckSeverity::Error, kind, tensor, msg, loader, std::move(details));
   }
-  void info(const std::string& kind, const std::string& tensor, const std::string& msg, const std::string& loader = "") {
+  void info(CheckKind kind, const std::string& tensor, const std::string& msg, const std::string& loader = "") {
     add(CheckSeverity::Info, kind, tensor, msg, loader);
   }
 
   void build_patterns(const json& list, const std::string& where, NamePatterns& out, bool globs) {
     if (list.is_null()) return;
     if (!list.is_array()) {
-      error("config", where, "must be a list of module names", "compressed-tensors rejects the config");
+      error(CheckKind::kConfig, where, "must be a list of module names", "compressed-tensors rejects the config");
       return;
     }
     for (const auto& e : list) {
       if (!e.is_string()) {
-        error("config", where, "contains a non-string entry " + e.dump(), "compressed-tensors rejects the config");
+        error(CheckKind::kConfig, where, "contains a non-string entry " + e.dump(), "compressed-tensors rejects the config");
         continue;
       }
       std::string s = e.get<std::string>();
@@ -151,7 +186,7 @@ struct Checker {
         try {
           out.regexes.emplace_back(s, std::regex(s.substr(3), std::regex::ECMAScript));
         } catch (const std::regex_error&) {
-          info("config", where, "entry '" + s + "' is not a regular expression fp4z can evaluate; it is treated as matching nothing");
+          info(CheckKind::kConfig, where, "entry '" + s + "' is not a regular expression fp4z can evaluate; it is treated as matching nothing");
         }
       } else if (globs && s.find_first_of("*?[") != std::string::npos) {
         out.globs.push_back(s);
@@ -197,10 +232,10 @@ struct Checker {
         }
       std::string file = fs::path(f->path()).filename().string();
       if (!has)
-        error("metadata", file, "safetensors __metadata__ has no \"format\": \"pt\" entry",
+        error(CheckKind::kMetadata, file, "safetensors __metadata__ has no \"format\": \"pt\" entry",
               "some transformers versions crash or refuse to load the file");
       else if (fmt != "pt")
-        error("metadata", file, "safetensors __metadata__ format is \"" + fmt + "\", not \"pt\"",
+        error(CheckKind::kMetadata, file, "safetensors __metadata__ format is \"" + fmt + "\", not \"pt\"",
               "transformers refuses files whose format is not pt (or loads them through another framework)");
     }
   }
@@ -222,93 +257,93 @@ struct Checker {
     const std::string reject = "compressed-tensors rejects the config (transformers and vLLM cannot load it)";
     const std::string scheme = "vLLM does not recognise the NVFP4 scheme and refuses to load the model";
     if (!a.is_object()) {
-      error("config", where, "must be an object", reject);
+      error(CheckKind::kConfig, where, "must be an object", reject);
       return;
     }
     for (auto it = a.begin(); it != a.end(); ++it)
       if (!kKnown.count(it.key()))
-        error("config", where + "." + it.key(), "unknown quantization argument",
+        error(CheckKind::kConfig, where + "." + it.key(), "unknown quantization argument",
               "compressed-tensors >= 0.11 forbids unknown keys and rejects the config");
     if (!is_str(a, "strategy", "tensor_group"))
-      error("config", where + ".strategy", "must be \"tensor_group\" (found " + (a.contains("strategy") ? a["strategy"].dump() : "nothing") + ")", scheme);
+      error(CheckKind::kConfig, where + ".strategy", "must be \"tensor_group\" (found " + (a.contains("strategy") ? a["strategy"].dump() : "nothing") + ")", scheme);
     if (!is_str(a, "type", "float"))
-      error("config", where + ".type", "must be \"float\" (found " + (a.contains("type") ? a["type"].dump() : "nothing") + ")", scheme);
+      error(CheckKind::kConfig, where + ".type", "must be \"float\" (found " + (a.contains("type") ? a["type"].dump() : "nothing") + ")", scheme);
     if (!is_int(a, "num_bits", 4))
-      error("config", where + ".num_bits", "must be 4 (found " + (a.contains("num_bits") ? a["num_bits"].dump() : "nothing") + ")", scheme);
+      error(CheckKind::kConfig, where + ".num_bits", "must be 4 (found " + (a.contains("num_bits") ? a["num_bits"].dump() : "nothing") + ")", scheme);
     if (!is_int(a, "group_size", 16))
-      error("config", where + ".group_size", "must be 16 (found " + (a.contains("group_size") ? a["group_size"].dump() : "nothing") + ")", scheme);
+      error(CheckKind::kConfig, where + ".group_size", "must be 16 (found " + (a.contains("group_size") ? a["group_size"].dump() : "nothing") + ")", scheme);
     if (!(a.contains("symmetric") && a["symmetric"].is_boolean() && a["symmetric"].get<bool>()))
-      error("config", where + ".symmetric", "must be true (found " + (a.contains("symmetric") ? a["symmetric"].dump() : "nothing") + ")", scheme);
+      error(CheckKind::kConfig, where + ".symmetric", "must be true (found " + (a.contains("symmetric") ? a["symmetric"].dump() : "nothing") + ")", scheme);
     if (a.contains("observer") && !a["observer"].is_null() && !a["observer"].is_string())
-      error("config", where + ".observer", "must be a string or null", reject);
+      error(CheckKind::kConfig, where + ".observer", "must be a string or null", reject);
     if (a.contains("observer_kwargs") && !a["observer_kwargs"].is_object())
-      error("config", where + ".observer_kwargs", "must be an object", reject);
+      error(CheckKind::kConfig, where + ".observer_kwargs", "must be an object", reject);
     if (weights && (a.contains("scale_dtype") || a.contains("zp_dtype")))
-      info("config", where, "contains scale_dtype/zp_dtype: compressed-tensors <= 0.12 rejects such configs (fine for >= 0.13)");
+      info(CheckKind::kConfig, where, "contains scale_dtype/zp_dtype: compressed-tensors <= 0.12 rejects such configs (fine for >= 0.13)");
   }
 
   void check_ct_config() {
     const std::string cfg = "config.json";
     if (config.is_null()) {
-      error("config", cfg, "config.json is missing", "transformers and vLLM cannot load a checkpoint without config.json");
+      error(CheckKind::kConfig, cfg, "config.json is missing", "transformers and vLLM cannot load a checkpoint without config.json");
       return;
     }
     if (!config.is_object()) {
-      error("config", cfg, "config.json is not a JSON object", "transformers and vLLM cannot load the model");
+      error(CheckKind::kConfig, cfg, "config.json is not a JSON object", "transformers and vLLM cannot load the model");
       return;
     }
     if (!config.contains("quantization_config") || !config["quantization_config"].is_object()) {
-      error("config", cfg, "has no quantization_config object",
+      error(CheckKind::kConfig, cfg, "has no quantization_config object",
             "loaders treat the model as unquantized; any weight_packed/weight_scale tensors cannot be loaded");
       return;
     }
     const json& qc = config["quantization_config"];
     const std::string q = "quantization_config";
     if (!is_str(qc, "quant_method", "compressed-tensors"))
-      error("config", q + ".quant_method", "must be \"compressed-tensors\" (found " + (qc.contains("quant_method") ? qc["quant_method"].dump() : "nothing") + ")",
+      error(CheckKind::kConfig, q + ".quant_method", "must be \"compressed-tensors\" (found " + (qc.contains("quant_method") ? qc["quant_method"].dump() : "nothing") + ")",
             "loaders pick another (or no) quantization method and cannot load the packed weights");
     if (!is_str(qc, "quantization_status", "compressed"))
-      error("config", q + ".quantization_status", "must be \"compressed\" (found " + (qc.contains("quantization_status") ? qc["quantization_status"].dump() : "nothing") + ")",
+      error(CheckKind::kConfig, q + ".quantization_status", "must be \"compressed\" (found " + (qc.contains("quantization_status") ? qc["quantization_status"].dump() : "nothing") + ")",
             "transformers decompresses NVFP4 weights only when the status is \"compressed\"");
     std::string top;
     if (qc.contains("format")) {
       if (qc["format"].is_string()) top = qc["format"].get<std::string>();
-      else error("config", q + ".format", "must be a string", "compressed-tensors rejects the config");
+      else error(CheckKind::kConfig, q + ".format", "must be a string", "compressed-tensors rejects the config");
     }
     if (!top.empty() && top != kFormatName && top != "mixed-precision")
-      error("config", q + ".format", "is \"" + top + "\", expected \"" + kFormatName + "\"",
+      error(CheckKind::kConfig, q + ".format", "is \"" + top + "\", expected \"" + kFormatName + "\"",
             "compressed-tensors picks another compressor and cannot decompress the packed NVFP4 tensors");
     if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].empty()) {
-      error("config", q + ".config_groups", "is missing or empty", "no Linear is treated as quantized; loading the packed tensors fails");
+      error(CheckKind::kConfig, q + ".config_groups", "is missing or empty", "no Linear is treated as quantized; loading the packed tensors fails");
     } else {
       for (auto it = qc["config_groups"].begin(); it != qc["config_groups"].end(); ++it) {
         std::string where = q + ".config_groups." + it.key();
         const json& g = it.value();
         if (!g.is_object()) {
-          error("config", where, "must be an object", "compressed-tensors rejects the config");
+          error(CheckKind::kConfig, where, "must be an object", "compressed-tensors rejects the config");
           continue;
         }
         static const std::set<std::string> kScheme = {"targets", "weights", "input_activations", "output_activations", "format"};
         for (auto k = g.begin(); k != g.end(); ++k)
           if (!kScheme.count(k.key()))
-            error("config", where + "." + k.key(), "unknown quantization scheme key",
+            error(CheckKind::kConfig, where + "." + k.key(), "unknown quantization scheme key",
                   "compressed-tensors >= 0.11 forbids unknown keys and rejects the config");
         ConfigGroup cg;
         cg.name = it.key();
         if (g.contains("format") && !g["format"].is_null()) {
           if (!g["format"].is_string() || g["format"].get<std::string>() != kFormatName)
-            error("config", where + ".format", "is " + g["format"].dump() + ", expected \"" + kFormatName + "\"",
+            error(CheckKind::kConfig, where + ".format", "is " + g["format"].dump() + ", expected \"" + kFormatName + "\"",
                   "compressed-tensors picks another compressor for this group");
         } else if (top.empty() || top == "mixed-precision") {
-          error("config", where + ".format", "no format for this group (top-level format is " + (top.empty() ? std::string("missing") : top) + ")",
+          error(CheckKind::kConfig, where + ".format", "no format for this group (top-level format is " + (top.empty() ? std::string("missing") : top) + ")",
                 "compressed-tensors cannot tell how the group is compressed");
         }
         if (!g.contains("targets") || !g["targets"].is_array() || g["targets"].empty()) {
-          error("config", where + ".targets", "is missing or empty", "the group applies to no module");
+          error(CheckKind::kConfig, where + ".targets", "is missing or empty", "the group applies to no module");
         } else {
           for (const auto& t : g["targets"]) {
             if (!t.is_string()) {
-              error("config", where + ".targets", "contains a non-string entry", "compressed-tensors rejects the config");
+              error(CheckKind::kConfig, where + ".targets", "contains a non-string entry", "compressed-tensors rejects the config");
               continue;
             }
             std::string ts = t.get<std::string>();
@@ -316,7 +351,7 @@ struct Checker {
               try {
                 cg.target_regexes.emplace_back(ts.substr(3), std::regex::ECMAScript);
               } catch (const std::regex_error&) {
-                info("config", where + ".targets", "entry '" + ts + "' is not a regular expression fp4z can evaluate; it is treated as matching nothing");
+                info(CheckKind::kConfig, where + ".targets", "entry '" + ts + "' is not a regular expression fp4z can evaluate; it is treated as matching nothing");
               }
             } else {
               cg.targets.push_back(ts);
@@ -324,7 +359,7 @@ struct Checker {
           }
         }
         if (!g.contains("weights") || g["weights"].is_null())
-          error("config", where + ".weights", "is missing", "the group quantizes no weights; the packed tensors cannot be loaded");
+          error(CheckKind::kConfig, where + ".weights", "is missing", "the group quantizes no weights; the packed tensors cannot be loaded");
         else
           check_quant_args(g["weights"], where + ".weights", true);
         if (g.contains("input_activations") && !g["input_activations"].is_null()) {
@@ -332,7 +367,7 @@ struct Checker {
           check_quant_args(g["input_activations"], where + ".input_activations", false);
         }
         if (g.contains("output_activations") && !g["output_activations"].is_null())
-          error("config", where + ".output_activations", "must be null for NVFP4", "vLLM does not support output activation quantization");
+          error(CheckKind::kConfig, where + ".output_activations", "must be null for NVFP4", "vLLM does not support output activation quantization");
         groups.push_back(std::move(cg));
       }
     }
@@ -345,34 +380,34 @@ struct Checker {
     json quant;
     if (!hf_quant.is_null()) {
       if (!hf_quant.is_object() || !hf_quant.contains("quantization") || !hf_quant["quantization"].is_object()) {
-        error("config", "hf_quant_config.json", "has no \"quantization\" object", reject);
+        error(CheckKind::kConfig, "hf_quant_config.json", "has no \"quantization\" object", reject);
       } else {
         quant = hf_quant["quantization"];
         for (const char* k : {"group_size", "kv_cache_quant_algo", "exclude_modules"})
-          if (!quant.contains(k)) error("config", std::string("hf_quant_config.json quantization.") + k, "key is missing", reject);
+          if (!quant.contains(k)) error(CheckKind::kConfig, std::string("hf_quant_config.json quantization.") + k, "key is missing", reject);
       }
     }
     if (config.is_null()) {
-      error("config", "config.json", "config.json is missing", "transformers and vLLM cannot load a checkpoint without config.json");
+      error(CheckKind::kConfig, "config.json", "config.json is missing", "transformers and vLLM cannot load a checkpoint without config.json");
     } else if (config.is_object() && config.contains("quantization_config") && config["quantization_config"].is_object()) {
       const json& qc = config["quantization_config"];
       if (!is_str(qc, "quant_method", "modelopt"))
-        error("config", "quantization_config.quant_method", "must be \"modelopt\" (found " + (qc.contains("quant_method") ? qc["quant_method"].dump() : "nothing") + ")",
+        error(CheckKind::kConfig, "quantization_config.quant_method", "must be \"modelopt\" (found " + (qc.contains("quant_method") ? qc["quant_method"].dump() : "nothing") + ")",
               "vLLM picks another quantization method and cannot load the ModelOpt tensors");
       if (quant.is_null()) quant = qc;
     } else if (hf_quant.is_null()) {
-      error("config", "config.json", "no quantization_config and no hf_quant_config.json",
+      error(CheckKind::kConfig, "config.json", "no quantization_config and no hf_quant_config.json",
             "loaders treat the model as unquantized and fail on the packed weights");
     } else {
-      info("config", "config.json", "has no quantization_config block; vLLM reads hf_quant_config.json, other loaders may not");
+      info(CheckKind::kConfig, "config.json", "has no quantization_config block; vLLM reads hf_quant_config.json, other loaders may not");
     }
     if (quant.is_null()) return;
     std::string algo = quant.contains("quant_algo") && quant["quant_algo"].is_string() ? quant["quant_algo"].get<std::string>() : "";
     if (algo == "NVFP4") w4a4 = true;
     else if (algo != "W4A16_NVFP4")
-      error("config", "quant_algo", "is \"" + algo + "\", expected \"NVFP4\" or \"W4A16_NVFP4\"", "vLLM does not select its NVFP4 path");
+      error(CheckKind::kConfig, "quant_algo", "is \"" + algo + "\", expected \"NVFP4\" or \"W4A16_NVFP4\"", "vLLM does not select its NVFP4 path");
     if (quant.contains("group_size") && !is_int(quant, "group_size", 16))
-      error("config", "group_size", "must be 16 (found " + quant["group_size"].dump() + ")", "vLLM rejects NVFP4 with another group size");
+      error(CheckKind::kConfig, "group_size", "must be 16 (found " + quant["group_size"].dump() + ")", "vLLM rejects NVFP4 with another group size");
     if (quant.contains("exclude_modules")) build_patterns(quant["exclude_modules"], "exclude_modules", ignore, true);
     else if (quant.contains("ignore")) build_patterns(quant["ignore"], "ignore", ignore, true);
   }
@@ -390,13 +425,13 @@ struct Checker {
              std::to_string((at % groups) * 16) + ".." + std::to_string((at % groups) * 16 + 15) + ")";
     };
     if (r.nan)
-      error("nan_scale", n, std::to_string(r.nan) + " block scale(s) are NaN (0x7F/0xFF), " + where(r.first_nan),
+      error(CheckKind::kNanScale, n, std::to_string(r.nan) + " block scale(s) are NaN (0x7F/0xFF), " + where(r.first_nan),
             "the whole 16-weight block dequantizes to NaN, and NaN spreads through every activation downstream");
     if (r.negative)
-      error("negative_scale", n, std::to_string(r.negative) + " block scale(s) are negative, " + where(r.first_negative),
+      error(CheckKind::kNegativeScale, n, std::to_string(r.negative) + " block scale(s) are negative, " + where(r.first_negative),
             "the block's weights flip sign; vLLM's Marlin kernel assumes scales >= 0 (\"NVFP4 Marlin assumes the scales to be >=0\")");
     if (r.zero_nonzero_codes)
-      error("zero_scale_nonzero_codes", n,
+      error(CheckKind::kZeroScaleNonzeroCodes, n,
             std::to_string(r.zero_nonzero_codes) + " block(s) have a zero scale but nonzero FP4 codes, " + where(r.first_zero),
             "those weights dequantize to 0: the stored codes are silently lost");
     release_pages(scale->file->map, size_t(scale->data() - scale->file->map.data), size_t(scale->info->nbytes()));
@@ -448,7 +483,7 @@ struct Checker {
       det.push_back(label + ": N = " + std::to_string(e.n));
     }
     if (det.empty()) return;
-    add(CheckSeverity::Info, "marlin", std::to_string(det.size()) + " layer(s)",
+    add(CheckSeverity::Info, CheckKind::kMarlin, std::to_string(det.size()) + " layer(s)",
         "output features N not a multiple of 64 (fused groups summed, tensor parallelism 1)",
         "vLLM's Marlin kernel (Hopper and older GPUs) needs N per tensor-parallel partition % 64 == 0 and refuses "
         "these layers; Blackwell's CUTLASS path pads N and loads them",
@@ -491,50 +526,50 @@ struct Checker {
     const Nvfp4Lookup& nv = m.nv;
     const bool mo = nv.convention == Nvfp4Convention::kModelOpt;
     if (mo != modelopt)
-      error("config", n, std::string("stored as ") + nvfp4_convention_name(nv.convention) + " NVFP4, but the checkpoint is " +
+      error(CheckKind::kConfig, n, std::string("stored as ") + nvfp4_convention_name(nv.convention) + " NVFP4, but the checkpoint is " +
                              (modelopt ? "ModelOpt" : "compressed-tensors"),
             "the loader looks for the other convention's tensor names and fails to load the layer");
     bool codes_ok = nv.codes != nullptr, scales_ok = nv.block_scales != nullptr;
     for (const Nvfp4Fault& f : nvfp4_faults(nv)) {
       codes_ok &= f.role != Nvfp4Role::kPackedCodes;
       scales_ok &= f.role != Nvfp4Role::kBlockScales;
-      error(nvfp4_fault_kind_name(f.kind), f.tensor, f.message, fault_loader(f, mo));
+      error(check_kind_of(f.kind), f.tensor, f.message, fault_loader(f, mo));
     }
     const TensorRef* input = nv.input_scale;
     if (mo) {
       if (w4a4 && !input)
-        error("missing_tensor", n + ".input_scale", "missing: quant_algo NVFP4 quantizes input activations",
+        error(CheckKind::kMissingTensor, n + ".input_scale", "missing: quant_algo NVFP4 quantizes input activations",
               "vLLM's ModelOpt NVFP4 loader fails to load the layer");
-      if (!w4a4 && input) info("extra_tensor", input->info->name, "present although quant_algo is W4A16_NVFP4 (weight-only)", "vLLM ignores it");
+      if (!w4a4 && input) info(CheckKind::kExtraTensor, input->info->name, "present although quant_algo is W4A16_NVFP4 (weight-only)", "vLLM ignores it");
       if ((!ignore.globs.empty() || !ignore.exact.empty() || !ignore.regexes.empty()) && ignore.matches(n))
-        error("ignore", n, "quantized in the checkpoint but matched by exclude_modules",
+        error(CheckKind::kIgnore, n, "quantized in the checkpoint but matched by exclude_modules",
               "vLLM builds an unquantized Linear for it and fails on the packed U8 weight");
     } else {
       if (nv.dense)
-        error("extra_tensor", nv.dense->info->name, "a dense weight next to weight_packed",
+        error(CheckKind::kExtraTensor, nv.dense->info->name, "a dense weight next to weight_packed",
               "the compressed module has no 'weight' parameter: transformers reports an unexpected key, vLLM fails on the unknown parameter");
       for (const char* r : {"weight_zero_point", "weight_shape"})
         if (const TensorRef* t = m.role(r))
-          error("extra_tensor", t->info->name, "not part of nvfp4-pack-quantized (symmetric, no zero point or shape tensor)",
+          error(CheckKind::kExtraTensor, t->info->name, "not part of nvfp4-pack-quantized (symmetric, no zero point or shape tensor)",
                 "transformers reports an unexpected key; vLLM fails on the unknown parameter");
       const ConfigGroup* g = ct_config_usable ? group_for(m) : nullptr;
       if (ct_config_usable && !g)
-        error("config", n, "quantized in the checkpoint but no config group's targets match it",
+        error(CheckKind::kConfig, n, "quantized in the checkpoint but no config group's targets match it",
               "loaders treat it as an unquantized Linear and fail to find " + n + ".weight");
       if (ct_config_usable && ignore.matches(n))
-        error("ignore", n, "quantized in the checkpoint but listed in quantization_config.ignore",
+        error(CheckKind::kIgnore, n, "quantized in the checkpoint but listed in quantization_config.ignore",
               "loaders build a plain Linear for it, expect " + n + ".weight, and fail on the packed tensors");
       bool want_input = g ? g->input_activations : w4a4;
       if (want_input && !input)
-        error("missing_tensor", n + ".input_global_scale", "missing: the config quantizes input activations (W4A4)",
+        error(CheckKind::kMissingTensor, n + ".input_global_scale", "missing: the config quantizes input activations (W4A4)",
               "transformers reports missing keys and leaves the parameter uninitialised; vLLM fails to load the layer");
       if (!want_input && input && ct_config_usable)
-        error("extra_tensor", input->info->name, "present although the config has no input_activations (W4A16)",
+        error(CheckKind::kExtraTensor, input->info->name, "present although the config has no input_activations (W4A16)",
               "transformers reports an unexpected key; vLLM fails on the unknown parameter");
       // transformers requires exactly [1]; the lookup (and vLLM) also accept a 0-d scalar.
       for (const TensorRef* t : {nv.global_scale, input})
         if (t && t->info->dtype == DType::F32 && t->info->shape.empty())
-          error("shape", t->info->name, "shape is [] (0-d), expected [1]",
+          error(CheckKind::kShape, t->info->name, "shape is [] (0-d), expected [1]",
                 "transformers requires exactly [1] and fails with a size mismatch (vLLM would accept it)");
     }
     if (scales_ok && nv.block_scales->info->shape.size() == 2) report_block_scales(nv.block_scales, codes_ok ? nv.codes : nullptr);
@@ -546,7 +581,7 @@ struct Checker {
   void check_unquantized_linear(const Module& m) {
     if (modelopt) {
       if (!ignore.matches(m.name))
-        error("ignore", m.name, "unquantized Linear (" + std::string(dtype_name(m.role("weight")->info->dtype)) +
+        error(CheckKind::kIgnore, m.name, "unquantized Linear (" + std::string(dtype_name(m.role("weight")->info->dtype)) +
                                     ") is not listed in exclude_modules",
               "vLLM builds an NVFP4 layer for it and fails to load the dense weight");
       return;
@@ -554,7 +589,7 @@ struct Checker {
     if (!ct_config_usable) return;
     if (!group_for(m)) return;  // no group targets it, so loaders keep it dense anyway
     if (!ignore.matches(m.name))
-      error("ignore", m.name, "unquantized Linear (" + std::string(dtype_name(m.role("weight")->info->dtype)) + " " +
+      error(CheckKind::kIgnore, m.name, "unquantized Linear (" + std::string(dtype_name(m.role("weight")->info->dtype)) + " " +
                                   shape_str(m.role("weight")->info->shape) + ") is not listed in quantization_config.ignore",
             "transformers and vLLM build a compressed NVFP4 module for it, find no weight_packed/weight_scale and fail "
             "(transformers: missing keys, random weights)");
@@ -568,7 +603,7 @@ struct Checker {
     if (it != modules.end() && it->second.linear) return;  // present and dense: handled with the other Linears
     if (modelopt) {
       if (!ignore.matches("lm_head"))
-        error("ignore", "lm_head", "lm_head (tied or absent) is not listed in exclude_modules",
+        error(CheckKind::kIgnore, "lm_head", "lm_head (tied or absent) is not listed in exclude_modules",
               "vLLM would build an NVFP4 lm_head and fail to load it");
       return;
     }
@@ -577,7 +612,7 @@ struct Checker {
     probe.name = "lm_head";
     probe.linear = true;
     if (group_for(probe) && !ignore.matches("lm_head"))
-      error("ignore", "lm_head", "lm_head is a Linear (even when tied or absent from the file) and is not listed in quantization_config.ignore",
+      error(CheckKind::kIgnore, "lm_head", "lm_head is a Linear (even when tied or absent from the file) and is not listed in quantization_config.ignore",
             "transformers and vLLM build a compressed NVFP4 lm_head and fail to load it");
   }
 
@@ -613,7 +648,7 @@ struct Checker {
         std::vector<std::string> det;
         for (const auto& mm : members)
           det.push_back(mm.module->name + ": " + (mm.module->quantized ? "NVFP4" : dtype_name(mm.module->role("weight")->info->dtype)));
-        error("fused_decision", label, "members of a fused group are not all quantized (or all ignored)",
+        error(CheckKind::kFusedDecision, label, "members of a fused group are not all quantized (or all ignored)",
               "vLLM raises \"Found a different quantization schemes for ...\" and refuses to load the model", det);
         continue;
       }
@@ -677,9 +712,9 @@ struct Checker {
                                  : "; activations of the members are quantized with that one scale";
     std::string msg = role + " differs inside the fused group (" + std::to_string(vals.size()) + " members)";
     if (weights)
-      error("fused_global_scale", label, msg, how + effect, det);
+      error(CheckKind::kFusedGlobalScale, label, msg, how + effect, det);
     else
-      info("fused_input_scale", label, msg + ": " + how + effect + " (unused on Hopper's weight-only Marlin path)");
+      info(CheckKind::kFusedInputScale, label, msg + ": " + how + effect + " (unused on Hopper's weight-only Marlin path)");
     rep.fused.push_back(std::move(fm));
   }
 
@@ -752,19 +787,19 @@ struct Checker {
           if (!rel.count(r)) missing.push_back(r);
         for (const auto& r : missing) {
           std::string full = prefix + "layers." + std::to_string(i) + "." + r;
-          error("missing_tensor", full, "missing: other layers of the same kind have it",
+          error(CheckKind::kMissingTensor, full, "missing: other layers of the same kind have it",
                 "transformers leaves the parameter randomly initialised (missing keys); vLLM fails to load the layer");
         }
       }
       if (prefix == main_family && n_layers >= 0) {
         for (const auto& [i, rel] : fam.layers)
           if (i >= n_layers)
-            error("extra_tensor", prefix + "layers." + std::to_string(i) + ".*",
+            error(CheckKind::kExtraTensor, prefix + "layers." + std::to_string(i) + ".*",
                   "layer index " + std::to_string(i) + " >= num_hidden_layers " + std::to_string(n_layers),
                   "transformers ignores these tensors (unexpected keys); vLLM fails on unknown parameters");
         for (int64_t i = 0; i < n_layers; ++i)
           if (!fam.layers.count(i))
-            error("missing_tensor", prefix + "layers." + std::to_string(i) + ".*",
+            error(CheckKind::kMissingTensor, prefix + "layers." + std::to_string(i) + ".*",
                   "layer " + std::to_string(i) + " has no tensors (num_hidden_layers is " + std::to_string(n_layers) + ")",
                   "transformers leaves the whole layer randomly initialised; vLLM fails to load");
       }
@@ -772,11 +807,11 @@ struct Checker {
     // An untied lm_head must be stored.
     if (config.is_object() && config.contains("tie_word_embeddings") && config["tie_word_embeddings"].is_boolean() &&
         !config["tie_word_embeddings"].get<bool>() && !modules.count("lm_head"))
-      error("missing_tensor", "lm_head.weight", "missing although tie_word_embeddings is false",
+      error(CheckKind::kMissingTensor, "lm_head.weight", "missing although tie_word_embeddings is false",
             "transformers leaves lm_head randomly initialised (missing keys); vLLM fails to load");
     for (const auto& name : other_tensors) {
       if (name.find("rotary_emb.inv_freq") != std::string::npos)
-        info("extra_tensor", name, "legacy RoPE buffer", "transformers and vLLM skip it");
+        info(CheckKind::kExtraTensor, name, "legacy RoPE buffer", "transformers and vLLM skip it");
     }
   }
 
@@ -808,7 +843,7 @@ struct Checker {
     }
     progress.finish();
     if (rep.quantized_linears == 0)
-      error("no_quantized_linear", ck.dir, "no NVFP4-quantized Linear found (no " + std::string(modelopt ? "weight_scale_2" : "weight_packed") + " tensors)",
+      error(CheckKind::kNoQuantizedLinear, ck.dir, "no NVFP4-quantized Linear found (no " + std::string(modelopt ? "weight_scale_2" : "weight_packed") + " tensors)",
             "this is not an NVFP4 checkpoint");
     check_lm_head();
     check_fused_groups();
@@ -857,7 +892,7 @@ nlohmann::ordered_json check_report_json(const CheckReport& r) {
   for (const auto& f : r.findings) {
     json o;
     o["severity"] = f.severity == CheckSeverity::Error ? "error" : "info";
-    o["kind"] = f.kind;
+    o["kind"] = check_kind_name(f.kind);
     o["tensor"] = f.tensor;
     o["message"] = f.message;
     o["loader"] = f.loader;
@@ -887,7 +922,7 @@ std::string check_report_text(const CheckReport& r) {
   o << ", " << r.tensors << " tensors, " << r.quantized_linears << " quantized Linear, " << r.unquantized_linears
     << " unquantized Linear\n";
   for (const auto& f : r.findings) {
-    o << (f.severity == CheckSeverity::Error ? "error" : "info ") << " [" << f.kind << "] " << f.tensor << ": " << f.message << "\n";
+    o << (f.severity == CheckSeverity::Error ? "error" : "info ") << " [" << check_kind_name(f.kind) << "] " << f.tensor << ": " << f.message << "\n";
     for (const auto& d : f.details) o << "        " << d << "\n";
     if (!f.loader.empty()) o << "        loader: " << f.loader << "\n";
   }
