@@ -78,7 +78,8 @@ struct CommandResult {
 // Runs `cmd` with /bin/sh, capturing stdout and stderr separately (into a private temp dir).
 inline CommandResult run_command(const std::string& cmd) {
   TempDir io("fp4z-cmd");
-  int st = std::system((cmd + " >'" + (io / "out") + "' 2>'" + (io / "err") + "'").c_str());
+  // A brace group on its own lines, so that a trailing "# comment" in cmd cannot swallow the redirections.
+  int st = std::system(("{\n" + cmd + "\n} >'" + (io / "out") + "' 2>'" + (io / "err") + "'").c_str());
   CommandResult r;
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   r.out = read_text(io / "out");
@@ -111,16 +112,23 @@ struct StTensor {
   std::vector<uint8_t> data;
 };
 
-// Writes a safetensors file (header order = argument order, data packed in that order, header padded
-// with spaces to 8 bytes, __metadata__ {"format": "pt"}); creates parent directories.
-inline void write_safetensors(const std::string& path, const std::vector<StTensor>& ts) {
+// Writes a safetensors file (header order = argument order; data in that order, or reversed with
+// reverse_data to test that header and physical order are independent; header padded with spaces to
+// 8 bytes; __metadata__ {"format": "pt"}); creates parent directories.
+inline void write_safetensors(const std::string& path, const std::vector<StTensor>& ts, bool reverse_data = false) {
   std::string h = "{\"__metadata__\":{\"format\":\"pt\"}";
+  std::vector<uint64_t> off(ts.size());
   uint64_t pos = 0;
-  for (const StTensor& t : ts) {
+  for (size_t k = 0; k < ts.size(); ++k) {
+    size_t i = reverse_data ? ts.size() - 1 - k : k;
+    off[i] = pos;
+    pos += ts[i].data.size();
+  }
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const StTensor& t = ts[i];
     h += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
     for (size_t d = 0; d < t.shape.size(); ++d) h += (d ? "," : "") + std::to_string(t.shape[d]);
-    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(pos + t.data.size()) + "]}";
-    pos += t.data.size();
+    h += "],\"data_offsets\":[" + std::to_string(off[i]) + "," + std::to_string(off[i] + t.data.size()) + "]}";
   }
   h += "}";
   while (h.size() % 8) h += ' ';
@@ -129,7 +137,10 @@ inline void write_safetensors(const std::string& path, const std::vector<StTenso
   uint64_t n = h.size();
   f.write(reinterpret_cast<const char*>(&n), 8);
   f << h;
-  for (const StTensor& t : ts) f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
+  for (size_t k = 0; k < ts.size(); ++k) {
+    const StTensor& t = ts[reverse_data ? ts.size() - 1 - k : k];
+    f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
+  }
 }
 
 inline std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
