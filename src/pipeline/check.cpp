@@ -95,8 +95,9 @@ CheckReport check_checkpoint(const std::string& dir, const CheckOptions& opt) {
                    Checker::is_str(c.config["quantization_config"], "quant_method", "modelopt");
   bool has_packed = false, has_s2 = false;
   for (const auto& n : ck->names) {
-    if (n.size() > 14 && n.compare(n.size() - 14, 14, ".weight_packed") == 0) has_packed = true;
-    if (n.size() > 15 && n.compare(n.size() - 15, 15, ".weight_scale_2") == 0) has_s2 = true;
+    Nvfp4NameRole nr = classify_nvfp4_name(n);
+    has_packed |= nr.role == Nvfp4Role::kPackedCodes;
+    has_s2 |= nr.role == Nvfp4Role::kGlobalScale && nr.convention == Nvfp4Convention::kModelOpt;
   }
   c.modelopt = !ct_config && (mo_config || !c.hf_quant.is_null() || (has_s2 && !has_packed));
   rep.format = c.modelopt ? "modelopt" : (ct_config || has_packed ? "compressed-tensors" : "unknown");
