@@ -48,5 +48,11 @@ $F compress "$D/seed-fused" -o "$D/seed-fused.fp4z" --force
 rm -rf "$D/restored" && $F decompress "$D/seed-fused.fp4z" -o "$D/restored"
 (cd "$D/seed-fused" && sha256sum $(find . -type f | sort)) > "$D/sha-a.txt"
 (cd "$D/restored" && sha256sum $(find . -type f | sort)) > "$D/sha-b.txt"
-cmp -s "$D/sha-a.txt" "$D/sha-b.txt" && echo "restored: every file byte-identical (SHA-256)"
+if cmp -s "$D/sha-a.txt" "$D/sha-b.txt"; then
+  echo "restored: every file byte-identical (SHA-256)"
+else
+  echo "FAILED: the restored checkpoint differs from the original:" >&2
+  diff "$D/sha-a.txt" "$D/sha-b.txt" >&2 || true
+  exit 1
+fi
 $F stats "$D/seed-fused" --reference "$D/stories260K" | tail -n 9

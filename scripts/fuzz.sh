@@ -1,6 +1,8 @@
 #!/bin/bash
 # Builds the libFuzzer targets (tests/fuzz/*_fuzz.cpp; clang++, ASan+UBSan, -DFP4Z_FUZZ=ON) and runs each.
 # usage: scripts/fuzz.sh [seconds per target, default 300] [build dir, default build-fuzz]
+# Each run starts from the committed corpus tests/fuzz/corpus/<target>/ and merges what it found back
+# into it, minimized (-merge=1); commit the result (ctest replays it: fuzz_replay_<target>).
 # FUZZ_TARGETS="container_fuzz ..." runs a subset; FP4Z_SEED_BIN names an fp4z binary used to make
 # the seed container when this build's fp4z does not link.
 set -euo pipefail
@@ -33,6 +35,13 @@ for t in $TARGETS; do
     chunk_codec_fuzz) for f in "$SEED"/ckpt/*; do head -c 5000 "$f" > "$c/$(basename "$f")"; done ;;
     safetensors_fuzz) cp "$SEED"/ckpt/*.safetensors "$c/" ;;
   esac
+  committed=tests/fuzz/corpus/${t%_fuzz}
+  mkdir -p "$committed"
   echo "== $t for $SECS s"
-  "$B/$t" "$c" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -8
+  "$B/$t" "$c" "$committed" -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -8
+  # Minimize: keep only inputs that add coverage, merged into the committed corpus.
+  m=$B/merged_${t%_fuzz}
+  rm -rf "$m" && mkdir -p "$m"
+  "$B/$t" -merge=1 "$m" "$committed" "$c" -max_len=65536 2>&1 | tail -2
+  rm -rf "$committed" && mv "$m" "$committed"
 done

@@ -25,11 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct T {
-  std::string name, dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> data;
-};
+using T = fp4z::testing::StTensor;
+using fp4z::testing::write_safetensors;
 
 void write_file(const fs::path& p, const std::vector<uint8_t>& bytes) {
   fs::create_directories(p.parent_path());
@@ -41,37 +38,6 @@ void write_text(const fs::path& p, const std::string& s) { write_file(p, std::ve
 std::vector<uint8_t> read_file(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-// A safetensors file with the tensors in the given order (physical order reversed when asked, to
-// check that header order and data order are both kept).
-void write_safetensors(const fs::path& p, const std::vector<T>& ts, bool reverse_data = false) {
-  std::string h = "{\"__metadata__\":{\"format\":\"pt\"}";
-  std::vector<uint64_t> off(ts.size());
-  uint64_t pos = 0;
-  for (size_t k = 0; k < ts.size(); ++k) {
-    size_t i = reverse_data ? ts.size() - 1 - k : k;
-    off[i] = pos;
-    pos += ts[i].data.size();
-  }
-  for (size_t i = 0; i < ts.size(); ++i) {
-    h += ",\"" + ts[i].name + "\":{\"dtype\":\"" + ts[i].dtype + "\",\"shape\":[";
-    for (size_t d = 0; d < ts[i].shape.size(); ++d) {
-      if (d) h += ",";
-      h += std::to_string(ts[i].shape[d]);
-    }
-    h += "],\"data_offsets\":[" + std::to_string(off[i]) + "," + std::to_string(off[i] + ts[i].data.size()) + "]}";
-  }
-  h += "}";
-  while (h.size() % 8) h += ' ';
-  std::vector<uint8_t> out;
-  for (int k = 0; k < 8; ++k) out.push_back(uint8_t(uint64_t(h.size()) >> (8 * k)));
-  for (char c : h) out.push_back(uint8_t(c));
-  for (size_t k = 0; k < ts.size(); ++k) {
-    size_t i = reverse_data ? ts.size() - 1 - k : k;
-    out.insert(out.end(), ts[i].data.begin(), ts[i].data.end());
-  }
-  write_file(p, out);
 }
 
 std::vector<uint8_t> bf16_gauss(size_t n, float sigma, std::mt19937& rng) {

@@ -11,6 +11,7 @@
 #include "model/attention.h"
 #include "model/linear.h"
 #include "nvfp4/codec.h"
+#include "test_util.h"
 
 namespace fp4z {
 namespace {
@@ -96,6 +97,7 @@ void check(WeightKind kind, int64_t n, int64_t k, float global_div, float global
       }
     }
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, Nvfp4FusedGemvShapes) {  // K % 128 == 0: the AVX-512 one-token kernel
@@ -214,6 +216,7 @@ TEST(ModelKernels, Int8ActivationPath) {
       }
     }
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, Int8QuantizerIsaAgree) {
@@ -335,6 +338,7 @@ TEST(ModelKernels, AttentionHelpers) {
     kernels::axpy_avx512(0.5f, a.data(), y3.data(), 67);
     EXPECT_EQ(y, y3);
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
 
 TEST(ModelKernels, ActivationFakeQuantization) {

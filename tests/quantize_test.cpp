@@ -16,64 +16,30 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kPython = "/usr/bin/python3";
-const std::string kScripts = std::string(FP4Z_SOURCE_DIR) + "/tests/py/";
-const std::string kFp4z = FP4Z_BINARY;
+const std::string kPython = fp4z::testing::kPython;
+const std::string kScripts = fp4z::testing::kSourceDir + "/tests/py/";
+const std::string kFp4z = fp4z::testing::kFp4z;
 const std::string kReport = "nvfp4_scale_inflation_from_full_precision_export.json";
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using fp4z::testing::read_text;
+using fp4z::testing::TempDir;
+std::string quote(const std::string& s) { return fp4z::testing::shell_quote(s); }
 
 struct RunResult {
   int code = -1;
   std::string output;  // stdout and stderr together
 };
 
-// A temporary directory removed at the end of the test (unless FP4Z_KEEP_TEST_DIRS is set).
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "fp4z-quantize-test-XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path = buf.data();
-  }
-  ~TempDir() {
-    if (std::getenv("FP4Z_KEEP_TEST_DIRS")) {
-      std::fprintf(stderr, "kept %s\n", path.c_str());
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-RunResult run(const std::string& cmd, const TempDir& tmp) {
-  std::string log = tmp / "last_command.log";
-  int st = std::system((cmd + " > " + quote(log) + " 2>&1").c_str());
-  RunResult r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  r.output = read_text(log);
-  return r;
+// Runs cmd; the output is its stdout followed by its stderr.
+RunResult run(const std::string& cmd, const TempDir&) {
+  fp4z::testing::CommandResult c = fp4z::testing::run_command(cmd);
+  return RunResult{c.code, c.out + c.err};
 }
 
 std::string py(const std::string& script, const std::string& args) {

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "common/path_guard.h"
 #include "codec/container.h"
+#include "format/nvfp4_tensors.h"
 #include "format/safetensors.h"
 
 namespace fp4z::cli {
@@ -17,6 +18,7 @@ int cmd_compress(int argc, char** argv) {
   app.name("fp4z compress");
   std::string dir, out, chunk = "1MiB";
   codec::CompressOptions opt;
+  opt.is_fp4_codes = is_packed_codes_tensor;
   app.add_option("dir", dir, "directory to compress")->required();
   app.add_option("-o,--output", out, "output .fp4z file")->required();
   app.add_option("--threads", opt.threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);

@@ -4,7 +4,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "codec/stats.h"
+#include "pipeline/stats.h"
 
 namespace fp4z::cli {
 
@@ -15,16 +15,16 @@ int cmd_stats(int argc, char** argv) {
   app.name("fp4z stats");
   std::string dir;
   bool as_json = false;
-  codec::StatsOptions opt;
+  StatsOptions opt;
   app.add_option("dir", dir, "NVFP4 checkpoint directory")->required();
   app.add_option("--reference", opt.reference, "source checkpoint (F32/F16/BF16 weights) for the MSE column");
   app.add_flag("--json", as_json, "machine-readable report on stdout");
   app.add_flag("--no-zstd", [&](int64_t) { opt.zstd = false; }, "skip the (slow) zstd -19 comparison");
   app.add_option("--threads", opt.threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
-  codec::StatsReport r = codec::compute_stats(dir, opt);
-  if (as_json) std::printf("%s\n", codec::stats_json(r).dump(2).c_str());
-  else std::fputs(codec::stats_text(r).c_str(), stdout);
+  StatsReport r = compute_stats(dir, opt);
+  if (as_json) std::printf("%s\n", stats_json(r).dump(2).c_str());
+  else std::fputs(stats_text(r).c_str(), stdout);
   return 0;
 }
 

@@ -1,12 +1,19 @@
 // Chunk codecs: entropy streams (raw / const / rANS), float byte-plane transforms, zstd, raw fallback.
 #include "codec/chunk_codec.h"
 
+#include <zstd.h>
+
 #include <cmath>
 #include <cstring>
 
 #include "codec/planes.h"
 
 namespace fp4z::codec {
+
+const CodecKernels kCodecKernelsScalar = {Isa::kScalar, rans::decode_rounds_scalar, split_bf16_scalar, merge_bf16_scalar};
+const CodecKernels kCodecKernelsAvx512 = {Isa::kAvx512, rans::decode_rounds_avx512, split_bf16_avx512, merge_bf16_avx512};
+
+const CodecKernels& codec_kernels(Isa isa) { return isa == Isa::kAvx512 ? kCodecKernelsAvx512 : kCodecKernelsScalar; }
 
 namespace {
 
@@ -124,7 +131,7 @@ std::string decode_stream_view(const uint8_t* data, size_t size, size_t* pos, ui
       if (!get_varint(data, size, pos, &n_words)) return "rANS word count truncated";
       if (n_words > (size - *pos) / 2) return "rANS words truncated";
       rans::build_decode_table(t, scratch.table);
-      if (!rans::decode(scratch.table, states, data + *pos, size_t(n_words), buf, n, scratch.decode_rounds))
+      if (!rans::decode(scratch.table, states, data + *pos, size_t(n_words), buf, n, scratch.kernels->decode_rounds))
         return "rANS stream inconsistent (corrupt data)";
       *pos += 2 * size_t(n_words);
       return "";
@@ -254,7 +261,7 @@ ChunkCodec encode_chunk(ChunkCodec want, const uint8_t* raw, size_t n, int zstd_
     case ChunkCodec::kSplitF32: {
       scratch.planes.resize(n);
       uint8_t* p = scratch.planes.data();
-      if (want == ChunkCodec::kSplitBF16) scratch.split_bf16(raw, m, p, p + m);
+      if (want == ChunkCodec::kSplitBF16) scratch.kernels->split_bf16(raw, m, p, p + m);
       else if (want == ChunkCodec::kSplitF16) split_f16(raw, m, p, p + m);
       else split_f32(raw, m, p, p + m, p + 2 * m, p + 3 * m);
       for (unsigned k = 0; k < es; ++k) encode_stream(p + k * m, m, payload, scratch);
@@ -310,7 +317,7 @@ std::string decode_chunk(ChunkCodec codec, const uint8_t* payload, size_t payloa
         if (!err.empty()) return "plane " + std::to_string(k) + ": " + err;
       }
       if (pos != payload_size) return "trailing bytes after the streams";
-      if (codec == ChunkCodec::kSplitBF16) scratch.merge_bf16(view[0], view[1], m, out);
+      if (codec == ChunkCodec::kSplitBF16) scratch.kernels->merge_bf16(view[0], view[1], m, out);
       else if (codec == ChunkCodec::kSplitF16) merge_f16(view[0], view[1], m, out);
       else merge_f32(view[0], view[1], view[2], view[3], m, out);
       return "";

@@ -1,7 +1,5 @@
 // Chunk codecs of the .fp4z container: raw, zstd, byte rANS, and float byte-plane splits (docs/format.md §4).
 #pragma once
-#include <zstd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -11,6 +9,10 @@
 #include "codec/rans.h"
 #include "codec/planes.h"
 #include "codec/rans_simd.h"
+
+// zstd's context types, declared so that <zstd.h> stays out of the codec's public headers.
+struct ZSTD_CCtx_s;
+struct ZSTD_DCtx_s;
 
 namespace fp4z::codec {
 
@@ -31,6 +33,19 @@ unsigned chunk_codec_element_size(ChunkCodec c);
 // Entropy stream modes inside kBytes / kSplit* payloads.
 enum class StreamMode : uint8_t { kRaw = 0, kConst = 1, kRans = 2 };
 
+// The codec's SIMD kernels for one ISA level: one table per level, chosen once from the CPU features
+// (as nvfp4's NvKernels). Every table gives identical bytes.
+struct CodecKernels {
+  Isa isa;
+  rans::DecodeRoundsFn decode_rounds;
+  SplitFn split_bf16;
+  MergeFn merge_bf16;
+};
+extern const CodecKernels kCodecKernelsScalar;
+extern const CodecKernels kCodecKernelsAvx512;
+// The table for `isa` (the best one at or below it).
+const CodecKernels& codec_kernels(Isa isa);
+
 // Per-thread working memory for encoding and decoding chunks (reused between chunks).
 struct CodecScratch {
   std::vector<uint8_t> planes;     // de-interleaved byte planes
@@ -38,12 +53,10 @@ struct CodecScratch {
   std::vector<uint8_t> check;      // verify-after-encode buffer
   std::vector<uint8_t> alt;        // the zstd alternative of a small chunk
   rans::DecodeTable table;
-  ZSTD_CCtx* cctx = nullptr;
-  ZSTD_DCtx* dctx = nullptr;
-  // Kernels for this CPU (detect_isa(), capped by FP4Z_ISA); every kernel gives identical bytes.
-  rans::DecodeRoundsFn decode_rounds = rans::decode_rounds_for(detect_isa());
-  SplitFn split_bf16 = split_bf16_for(detect_isa());
-  MergeFn merge_bf16 = merge_bf16_for(detect_isa());
+  ZSTD_CCtx_s* cctx = nullptr;
+  ZSTD_DCtx_s* dctx = nullptr;
+  // Kernels for this CPU (detect_isa(), capped by FP4Z_ISA).
+  const CodecKernels* kernels = &codec_kernels(detect_isa());
   CodecScratch() = default;
   CodecScratch(const CodecScratch&) = delete;
   CodecScratch& operator=(const CodecScratch&) = delete;

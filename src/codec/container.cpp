@@ -169,13 +169,7 @@ std::vector<Segment> plan_file(const uint8_t* data, uint64_t size, const std::st
         const TensorInfo& t = sf.tensors[i];
         Role role = Role::kOther;
         ChunkCodec codec = ChunkCodec::kZstd;
-        auto has_scale = [&](const std::string& n) {
-          const TensorInfo* s = sf.find(n);
-          return s && s->dtype == DType::F8_E4M3;
-        };
-        if (t.dtype == DType::U8 &&
-            (ends_with(t.name, ".weight_packed") || (ends_with(t.name, ".weight") && has_scale(t.name + "_scale")) ||
-             t.name == "weight_packed")) {
+        if (t.dtype == DType::U8 && opt.is_fp4_codes && opt.is_fp4_codes(sf, t)) {
           role = Role::kFp4Codes, codec = ChunkCodec::kBytes;
         } else if (t.dtype == DType::F8_E4M3) {
           role = Role::kFp8Scales, codec = ChunkCodec::kBytes;

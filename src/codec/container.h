@@ -9,6 +9,7 @@
 
 #include "codec/chunk_codec.h"
 #include "common/mapped_file.h"
+#include "format/safetensors.h"
 
 namespace fp4z::codec {
 
@@ -81,6 +82,10 @@ struct CompressOptions {
   bool verify = true;              // decode every coded chunk again and compare before writing
   bool quiet = false;
   bool force = false;
+  // Whether a tensor of a parsed safetensors file holds packed FP4 codes (rANS-coded as bytes). The
+  // caller supplies the naming convention (format/nvfp4_tensors.h: is_packed_codes_tensor), so the
+  // codec knows no quantization format; unset, no tensor is treated as FP4 codes.
+  bool (*is_fp4_codes)(const SafetensorsFile& file, const TensorInfo& t) = nullptr;
 };
 
 // Byte totals per role, for the summary line and the benchmarks.

@@ -26,7 +26,5 @@ void merge_bf16_avx512(const uint8_t* exp, const uint8_t* sm, size_t m, uint8_t*
 
 using SplitFn = void (*)(const uint8_t*, size_t, uint8_t*, uint8_t*);
 using MergeFn = void (*)(const uint8_t*, const uint8_t*, size_t, uint8_t*);
-inline SplitFn split_bf16_for(Isa isa) { return isa == Isa::kAvx512 ? split_bf16_avx512 : split_bf16_scalar; }
-inline MergeFn merge_bf16_for(Isa isa) { return isa == Isa::kAvx512 ? merge_bf16_avx512 : merge_bf16_scalar; }
 
 }  // namespace fp4z::codec

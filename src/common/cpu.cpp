@@ -1,4 +1,4 @@
-// Run-time instruction-set selection for SIMD kernels.
+// CPU feature detection (once), the FP4Z_ISA cap, and the kernel ISA level.
 #include "common/cpu.h"
 
 #include <cstdlib>
@@ -6,21 +6,44 @@
 
 namespace fp4z {
 
-Isa detect_isa() {
-  Isa best = Isa::kScalar;
+CpuFeatures detect_cpu_features_uncapped() {
+  CpuFeatures f;
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2")) best = Isa::kAvx2;
-  if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    best = Isa::kAvx512;
-  if (const char* cap = std::getenv("FP4Z_ISA")) {
-    Isa want = best;
-    if (!std::strcmp(cap, "scalar")) want = Isa::kScalar;
-    else if (!std::strcmp(cap, "avx2")) want = Isa::kAvx2;
-    else if (!std::strcmp(cap, "avx512")) want = Isa::kAvx512;
-    if (int(want) < int(best)) best = want;
-  }
-  return best;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+                    __builtin_cpu_supports("bmi2");
+  if (!avx2) return f;
+  f.bits |= uint32_t(CpuFeature::kAvx2);
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (!avx512) return f;
+  f.bits |= uint32_t(CpuFeature::kAvx512);
+  if (__builtin_cpu_supports("avx512vnni")) f.bits |= uint32_t(CpuFeature::kAvx512Vnni);
+  if (__builtin_cpu_supports("avx512bf16")) f.bits |= uint32_t(CpuFeature::kAvx512Bf16);
+  return f;
+}
+
+CpuFeatures cap_cpu_features(CpuFeatures f, const char* cap) {
+  if (!cap) return f;
+  uint32_t keep = ~0u;
+  if (!std::strcmp(cap, "scalar")) keep = 0;
+  else if (!std::strcmp(cap, "avx2")) keep = uint32_t(CpuFeature::kAvx2);
+  else if (!std::strcmp(cap, "avx512")) keep = uint32_t(CpuFeature::kAvx2) | uint32_t(CpuFeature::kAvx512);
+  else if (!std::strcmp(cap, "avx512vnni"))
+    keep = uint32_t(CpuFeature::kAvx2) | uint32_t(CpuFeature::kAvx512) | uint32_t(CpuFeature::kAvx512Vnni);
+  f.bits &= keep;
+  return f;
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = cap_cpu_features(detect_cpu_features_uncapped(), std::getenv("FP4Z_ISA"));
+  return f;
+}
+
+Isa detect_isa() {
+  const CpuFeatures& f = cpu_features();
+  if (f.has(CpuFeature::kAvx512)) return Isa::kAvx512;
+  if (f.has(CpuFeature::kAvx2)) return Isa::kAvx2;
+  return Isa::kScalar;
 }
 
 const char* isa_name(Isa isa) {

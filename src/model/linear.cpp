@@ -22,6 +22,11 @@ uint64_t Linear::stored_bytes() const {
 
 Isa kernel_isa() { return detect_isa(); }
 
+namespace kernels {
+bool cpu_has_avx512_vnni() { return cpu_features().has(CpuFeature::kAvx512Vnni); }
+bool cpu_has_avx512_bf16() { return cpu_features().has(CpuFeature::kAvx512Bf16); }
+}  // namespace kernels
+
 size_t kernel_scratch_floats(int64_t k) {
   const size_t int8_panel = size_t(kernels::kPanelRows * kernels::kInt8ChunkGroups * (256 / 4 + 16));
   return std::max(size_t(kernels::kPanelRows * kernels::kPanelK + k + 64), int8_panel);

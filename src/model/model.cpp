@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/mapped_file.h"
+#include "format/nvfp4_tensors.h"
 #include "model/thread_pool.h"
 
 namespace fp4z {
@@ -128,16 +129,6 @@ void expect_shape(const TensorRef& t, std::vector<int64_t> want) {
                ", expected " + shape_str(want));
 }
 
-// Reads a scalar F32 global scale stored as [] or [1].
-float read_scalar_f32(const TensorRef& t) {
-  if (t.info->dtype != DType::F32 || t.info->numel() != 1)
-    fail_input(t.file->path() + ": tensor " + t.info->name + " must be a single F32 value");
-  float v;
-  std::memcpy(&v, t.data(), 4);
-  if (!std::isfinite(v) || v <= 0.0f) fail_input(t.file->path() + ": tensor " + t.info->name + " is not a positive finite scale");
-  return v;
-}
-
 struct Binder {
   Model& m;
   int n_nvfp4 = 0, n_with_input_scale = 0;
@@ -177,34 +168,24 @@ struct Binder {
 
   Linear linear(const std::string& base, int64_t n, int64_t k) {
     const Checkpoint& c = *m.ckpt;
+    Nvfp4Lookup found = find_nvfp4_tensors(c, base);
+    if (!found.quantized()) return dense_from(c.get(base + ".weight"), base, n, k);
+    Nvfp4Tensors t = require_nvfp4_tensors(found, n, k);
     Linear l;
     l.name = base;
     l.n = n;
     l.k = k;
-    const TensorRef* packed = c.find(base + ".weight_packed");
-    const TensorRef* mo_scale2 = c.find(base + ".weight_scale_2");
-    if (!packed && !mo_scale2) return dense_from(c.get(base + ".weight"), base, n, k);
-    if (k % 16) fail_input(c.get(packed ? base + ".weight_packed" : base + ".weight").file->path() + ": " + base + " is NVFP4 with in_features % 16 != 0");
-    const TensorRef& codes = packed ? *packed : c.get(base + ".weight");
-    if (codes.info->dtype != DType::U8)
-      fail_input(codes.file->path() + ": tensor " + codes.info->name + " must be U8 packed E2M1, is " + dtype_name(codes.info->dtype));
-    expect_shape(codes, {n, k / 2});
-    const TensorRef& sc = c.get(base + ".weight_scale");
-    if (sc.info->dtype != DType::F8_E4M3)
-      fail_input(sc.file->path() + ": tensor " + sc.info->name + " must be F8_E4M3, is " + dtype_name(sc.info->dtype));
-    expect_shape(sc, {n, k / 16});
     l.kind = WeightKind::kNvfp4;
-    l.data = codes.data();
-    l.scales = sc.data();
-    if (packed) {
+    l.data = t.codes->data();
+    l.scales = t.block_scales->data();
+    if (t.global_is_divisor) {
       saw_ct = true;
-      l.global_div = read_scalar_f32(c.get(base + ".weight_global_scale"));
-      if (const TensorRef* in = c.find(base + ".input_global_scale")) l.input_global_scale = read_scalar_f32(*in);
+      l.global_div = t.global_scale;
     } else {
       saw_modelopt = true;
-      l.global_mul = read_scalar_f32(*mo_scale2);
-      if (const TensorRef* in = c.find(base + ".input_scale")) l.input_global_scale = 1.0f / read_scalar_f32(*in);
+      l.global_mul = t.global_scale;
     }
+    l.input_global_scale = t.input_global_scale();
     ++n_nvfp4;
     if (l.input_global_scale > 0.0f) ++n_with_input_scale;
     return l;

@@ -9,10 +9,33 @@ namespace fp4z {
 
 enum class CheckSeverity { Error, Info };
 
+// What a finding is about. The names (check_kind_name) are the "kind" values of --json, an API:
+// docs/check.md describes each; add new kinds at the end, never rename one.
+enum class CheckKind {
+  kConfig,  // "config"
+  kMetadata,  // "metadata"
+  kMissingTensor,  // "missing_tensor"
+  kExtraTensor,  // "extra_tensor"
+  kDtype,  // "dtype"
+  kShape,  // "shape"
+  kKNotMultipleOf16,  // "k_not_multiple_of_16"
+  kBadGlobalScale,  // "bad_global_scale"
+  kNanScale,  // "nan_scale"
+  kNegativeScale,  // "negative_scale"
+  kZeroScaleNonzeroCodes,  // "zero_scale_nonzero_codes"
+  kIgnore,  // "ignore"
+  kFusedDecision,  // "fused_decision"
+  kFusedGlobalScale,  // "fused_global_scale"
+  kFusedInputScale,  // "fused_input_scale"
+  kMarlin,  // "marlin"
+  kNoQuantizedLinear,  // "no_quantized_linear"
+};
+const char* check_kind_name(CheckKind k);
+
 // One problem (Error: makes the check fail) or remark (Info: never affects the exit code).
 struct CheckFinding {
   CheckSeverity severity = CheckSeverity::Error;
-  std::string kind;     // machine tag, e.g. "missing_tensor", "fused_global_scale", "ignore"
+  CheckKind kind = CheckKind::kConfig;
   std::string tensor;   // tensor, module, fused group or file the finding is about
   std::string message;  // what is wrong
   std::string loader;   // what a loader (transformers / vLLM / compressed-tensors) would do

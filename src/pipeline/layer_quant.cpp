@@ -7,6 +7,7 @@
 
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
+#include "nvfp4/measure.h"
 #include "nvfp4/scales.h"
 
 namespace fp4z {
@@ -39,7 +40,7 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.effective_bits_per_weight = 4.0 + 8.0 / 16.0 + 32.0 / double(numel);
   m.n_chunks = ep.n_chunks;
   // The reference reduces in f32; we accumulate in double and round the final value to f32.
-  m.mse = numel ? double(float(st.sq_err / double(numel))) : 0.0;
+  m.mse = mse_of(st, numel);
   m.zero_fraction = numel ? double(float(double(st.zeros) / double(numel))) : 0.0;
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }

@@ -17,6 +17,7 @@
 #include "common/progress.h"
 #include "common/staged_output.h"
 #include "format/checkpoint.h"
+#include "format/nvfp4_tensors.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/kernels.h"
 #include "nvfp4/scales.h"
@@ -35,11 +36,6 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 std::string strip_suffix(const std::string& s, const std::string& suf) { return s.substr(0, s.size() - suf.size()); }
 
-float read_f32_scalar(const TensorRef& r) {
-  float g;
-  std::memcpy(&g, r.data(), 4);
-  return g;
-}
 
 // Copies a tensor's bytes from the mapped input to the writer in bounded pieces.
 void copy_tensor(CheckpointWriter& w, const std::string& out_name, const TensorRef& r) {
@@ -87,11 +83,6 @@ struct AbsmaxPlan {
   std::map<std::string, std::string> kept;  // module -> reason (Linear kept in source dtype)
 };
 
-bool is_linear_weight(const std::string& name, const TensorInfo& t) {
-  if (!ends_with(name, ".weight") || t.shape.size() != 2) return false;
-  return name.find("embed") == std::string::npos && name.find("wte") == std::string::npos;
-}
-
 AbsmaxPlan plan_absmax(const Checkpoint& src, const QuantizeOptions& o) {
   AbsmaxPlan plan;
   std::vector<std::string> linears;
@@ -99,11 +90,10 @@ AbsmaxPlan plan_absmax(const Checkpoint& src, const QuantizeOptions& o) {
     const TensorRef& r = src.get(n);
     if (!is_linear_weight(n, *r.info)) continue;
     std::string m = strip_suffix(n, ".weight");
-    std::string leaf = m.substr(m.rfind('.') + 1);
-    if (leaf == "lm_head" || m == "lm_head") { plan.kept[m] = "lm_head"; continue; }
-    if (ends_with(m, ".mlp.gate") || ends_with(m, ".router")) { plan.kept[m] = "MoE router"; continue; }
+    std::string reason = linear_kept_reason(m, r.info->shape[1]);
+    if (reason != "K % 16 != 0" && !reason.empty()) { plan.kept[m] = reason; continue; }
     if (glob_match_any(o.ignore, m)) { plan.kept[m] = "--ignore"; continue; }
-    if (r.info->shape[1] % 16 != 0) { plan.kept[m] = "K % 16 != 0"; continue; }
+    if (!reason.empty()) { plan.kept[m] = reason; continue; }
     check_float_source(r, "weight");
     linears.push_back(m);
   }
@@ -352,9 +342,11 @@ struct SeedLayer {
 
 std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, const QuantizeOptions& o) {
   std::vector<std::string> prefixes;
+  std::set<std::string> seen;
   for (const auto& n : tpl.names) {
-    if (!ends_with(n, ".weight_packed")) continue;
-    std::string p = strip_suffix(n, ".weight_packed");
+    Nvfp4NameRole nr = classify_nvfp4_name(n);
+    if (nr.role == Nvfp4Role::kNone || nr.role == Nvfp4Role::kWeight || !seen.insert(nr.module).second) continue;
+    const std::string& p = nr.module;
     if (!o.include.empty() && !glob_match_any(o.include, p)) continue;
     if (glob_match_any(o.exclude, p)) continue;
     prefixes.push_back(p);
@@ -362,38 +354,27 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
   std::sort(prefixes.begin(), prefixes.end());  // byte order, as Python sorts str
   std::vector<SeedLayer> layers;
   for (const auto& p : prefixes) {
-    SeedLayer L;
-    L.prefix = p;
-    L.packed = &tpl.get(p + ".weight_packed");
-    const TensorRef* sc = tpl.find(p + ".weight_scale");
-    const TensorRef* gs = tpl.find(p + ".weight_global_scale");
+    Nvfp4Lookup found = find_nvfp4_tensors(tpl, p);
+    if (found.convention != Nvfp4Convention::kCompressedTensors)
+      fail_input(tpl.dir + ": '" + p + "' is " + nvfp4_convention_name(found.convention) +
+                 " NVFP4; --template must be a compressed-tensors checkpoint");
     const TensorRef* w = src.find(p + ".weight");
-    if (!sc || !gs) fail_input(tpl.dir + ": '" + p + "' lacks weight_scale or weight_global_scale");
     if (!w) fail_input(src.dir + ": source has no tensor '" + p + ".weight' for template layer '" + p + "'");
-    L.scale = sc;
-    L.gscale = gs;
-    L.w = w;
     check_float_source(*w, "weight");
     const auto& ws = w->info->shape;
     if (ws.size() != 2) fail_input(src.dir + ": '" + p + ".weight' is not 2-D");
+    if (ws[1] % 16 != 0) fail_input(src.dir + ": '" + p + ".weight' has K = " + std::to_string(ws[1]) + ", not a multiple of 16");
+    Nvfp4Tensors q = require_nvfp4_tensors(found, ws[0], ws[1]);
+    SeedLayer L;
+    L.prefix = p;
+    L.w = w;
+    L.packed = q.codes;
+    L.scale = q.block_scales;
+    L.gscale = found.global_scale;
     L.R = ws[0];
     L.C = ws[1];
-    if (L.C % 16 != 0) fail_input(src.dir + ": '" + p + ".weight' has K = " + std::to_string(L.C) + ", not a multiple of 16");
-    auto shape_str = [](const std::vector<int64_t>& s) {
-      std::string r = "[";
-      for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-      return r + "]";
-    };
-    if (L.packed->info->dtype != DType::U8 || L.packed->info->shape != std::vector<int64_t>{L.R, L.C / 2})
-      fail_input(tpl.dir + ": '" + p + ".weight_packed' is " + dtype_name(L.packed->info->dtype) + " " + shape_str(L.packed->info->shape) +
-                 ", expected U8 " + shape_str({L.R, L.C / 2}) + " to match the source weight " + shape_str(ws));
-    if (sc->info->dtype != DType::F8_E4M3 || sc->info->shape != std::vector<int64_t>{L.R, L.C / 16})
-      fail_input(tpl.dir + ": '" + p + ".weight_scale' is " + dtype_name(sc->info->dtype) + " " + shape_str(sc->info->shape) +
-                 ", expected F8_E4M3 " + shape_str({L.R, L.C / 16}));
-    if (gs->info->dtype != DType::F32 || gs->info->numel() != 1)
-      fail_input(tpl.dir + ": '" + p + ".weight_global_scale' must be one F32 value");
-    L.g_t = read_f32_scalar(*gs);
-    if (!std::isfinite(L.g_t) || !(L.g_t > 0)) fail_input(tpl.dir + ": '" + p + ".weight_global_scale' is not a positive finite number");
+    L.g_t = q.global_scale;
+    const TensorRef* sc = q.block_scales;
     // Planning pass: only the maximum is kept, block scales are recomputed when the layer is encoded.
     SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha, false);
     if (check.bad_block >= 0)
@@ -403,7 +384,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
   }
-  if (layers.empty()) fail_input(tpl.dir + ": no template layer (*.weight_packed) selected");
+  if (layers.empty()) fail_input(tpl.dir + ": no template layer (NVFP4 module) selected");
   return layers;
 }
 
@@ -455,7 +436,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     // that the model lacks, does not make the group partial).
     size_t want = 0;
     std::string parent = key.substr(0, key.rfind('#'));
-    for (const auto& leaf : fused_group_members(key)) want += tpl->find(parent + "." + leaf + ".weight_packed") != nullptr;
+    for (const auto& leaf : fused_group_members(key)) want += find_nvfp4_tensors(*tpl, parent + "." + leaf).quantized();
     if (o.fused_global_scale) {
       if (g.size() != want)
         fail_input("--fused-global-scale: the selection holds only part of the fused group of '" + g[0] + "' (" +

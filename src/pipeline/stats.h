@@ -6,15 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace fp4z::codec {
+#include "nvfp4/scales.h"
 
-// The seed's chunked even/odd byte entropy (seed-method.md §5): mean and population std over 32 KiB
-// chunks of (H_even + H_odd) / 2, in bits per byte.
-struct SeedProxy {
-  double mean_entropy_bits = 0, std_entropy_bits = 0;
-  uint64_t n_chunks = 0;
-};
-SeedProxy seed_proxy(const uint8_t* packed, uint64_t n);
+namespace fp4z {
 
 // Order-0 (plug-in) entropy in bits per symbol of the byte values / of the 4-bit codes.
 double byte_entropy(const uint8_t* p, uint64_t n);
@@ -24,7 +18,7 @@ struct LayerStats {
   std::string name;  // module name, e.g. model.layers.0.mlp.up_proj
   std::string format;  // "compressed-tensors" or "modelopt"
   uint64_t weights = 0, code_bytes = 0, scale_bytes = 0;
-  SeedProxy proxy;
+  EntropyProxy proxy;  // the seed's chunked even/odd byte entropy (nvfp4/scales.h)
   double h0_codes = 0;           // bits per 4-bit code
   double h0_code_pairs = 0;      // bits per packed byte / 2
   double h_codes_given_scale = 0;  // conditional entropy, bits per code
@@ -59,4 +53,4 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt);
 std::string stats_text(const StatsReport& r);
 nlohmann::ordered_json stats_json(const StatsReport& r);
 
-}  // namespace fp4z::codec
+}  // namespace fp4z

@@ -1,6 +1,6 @@
 // `fp4z stats` computations: per quantized layer entropies, real coded sizes (the container's coder),
 // zstd -19 comparison, bits per weight, histograms, and reference MSE.
-#include "codec/stats.h"
+#include "pipeline/stats.h"
 
 #include <zstd.h>
 
@@ -8,32 +8,32 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <set>
 
 #include "codec/chunk_codec.h"
 #include "common/error.h"
 #include "common/parallel.h"
 #include "nvfp4/rd.h"
 #include "format/checkpoint.h"
-#include "nvfp4/codec.h"
+#include "format/nvfp4_tensors.h"
+#include "nvfp4/measure.h"
 
-namespace fp4z::codec {
+namespace fp4z {
 
 namespace {
 
-constexpr uint64_t kProxyChunk = 32768;
 constexpr uint64_t kCodedChunk = 1 << 20;  // the container's default chunk size
 constexpr double kTableBytesPer16 = 24;    // a 16-entry frequency table, as in the design note
 
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
+using codec::ChunkCodec;
+using codec::CodecScratch;
 
 uint64_t coded_size(const uint8_t* p, uint64_t n, CodecScratch& scratch) {
   std::vector<uint8_t> payload;
   uint64_t total = 0;
   for (uint64_t at = 0; at < n; at += kCodedChunk) {
     uint64_t m = std::min(kCodedChunk, n - at);
-    encode_chunk(ChunkCodec::kBytes, p + at, size_t(m), 1, payload, scratch);
+    codec::encode_chunk(ChunkCodec::kBytes, p + at, size_t(m), 1, payload, scratch);
     total += payload.size();
   }
   return total;
@@ -45,13 +45,6 @@ uint64_t zstd19_size(const uint8_t* p, uint64_t n) {
   return ZSTD_isError(r) ? 0 : uint64_t(r);
 }
 
-struct Layer {
-  std::string module, format;
-  const TensorRef* codes;
-  const TensorRef* scales;
-  const TensorRef* global;  // may be null
-  bool global_is_divisor;
-};
 
 }  // namespace
 
@@ -74,81 +67,43 @@ double byte_entropy(const uint8_t* p, uint64_t n) {
   return entropy_of_counts(c, 256);
 }
 
-SeedProxy seed_proxy(const uint8_t* packed, uint64_t n) {
-  SeedProxy r;
-  if (n == 0) return r;
-  std::vector<double> hs;
-  for (uint64_t at = 0; at < n; at += kProxyChunk) {
-    uint64_t m = std::min(kProxyChunk, n - at);
-    uint64_t even[256] = {}, odd[256] = {};
-    for (uint64_t i = 0; i < m; ++i) ++((i & 1) ? odd : even)[packed[at + i]];
-    hs.push_back((entropy_of_counts(even, 256) + entropy_of_counts(odd, 256)) / 2);
-  }
-  double mean = 0;
-  for (double h : hs) mean += h;
-  mean /= double(hs.size());
-  double var = 0;
-  for (double h : hs) var += (h - mean) * (h - mean);
-  r.mean_entropy_bits = mean;
-  r.std_entropy_bits = std::sqrt(var / double(hs.size()));
-  r.n_chunks = hs.size();
-  return r;
-}
-
 StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
   StatsReport rep;
   rep.dir = dir;
   std::unique_ptr<Checkpoint> ck = open_checkpoint(dir);
   std::unique_ptr<Checkpoint> ref;
   if (!opt.reference.empty()) ref = open_checkpoint(opt.reference);
-  std::vector<Layer> layers;
+  std::vector<Nvfp4Tensors> layers;
+  std::set<std::string> seen;
   uint64_t quant_bytes = 0, all_bytes = 0;
   for (const std::string& name : ck->names) {
-    const TensorRef& t = ck->get(name);
-    all_bytes += t.info->nbytes();
-    if (t.info->dtype != DType::U8) continue;
-    Layer l{};
-    if (ends_with(name, ".weight_packed")) {
-      l.module = name.substr(0, name.size() - 14);
-      l.format = "compressed-tensors";
-      l.scales = ck->find(l.module + ".weight_scale");
-      l.global = ck->find(l.module + ".weight_global_scale");
-      l.global_is_divisor = true;
-    } else if (ends_with(name, ".weight")) {
-      l.module = name.substr(0, name.size() - 7);
-      l.format = "modelopt";
-      l.scales = ck->find(l.module + ".weight_scale");
-      l.global = ck->find(l.module + ".weight_scale_2");
-      l.global_is_divisor = false;
-    } else {
-      continue;
-    }
-    if (!l.scales || l.scales->info->dtype != DType::F8_E4M3) continue;
-    l.codes = &t;
-    if (l.codes->info->nbytes() != l.scales->info->nbytes() * 8)
-      fail_input(dir + ": " + l.module + ": " + std::to_string(l.scales->info->nbytes()) + " scales do not match " +
-                 std::to_string(l.codes->info->nbytes()) + " code bytes (expected 1 scale per 8 bytes)");
-    if (l.global && (l.global->info->dtype != DType::F32 || l.global->info->nbytes() != 4)) l.global = nullptr;
-    quant_bytes += l.codes->info->nbytes() + l.scales->info->nbytes() + (l.global ? 4 : 0);
-    layers.push_back(l);
+    all_bytes += ck->get(name).info->nbytes();
+    Nvfp4NameRole nr = classify_nvfp4_name(name);
+    if (nr.role == Nvfp4Role::kNone || seen.count(nr.module)) continue;
+    Nvfp4Lookup found = find_nvfp4_tensors(*ck, nr.module);
+    if (!found.quantized()) continue;
+    seen.insert(nr.module);
+    Nvfp4Tensors q = require_nvfp4_tensors(found);
+    quant_bytes += q.codes->info->nbytes() + q.block_scales->info->nbytes() + 4;
+    layers.push_back(q);
   }
-  if (layers.empty()) fail_input(dir + ": no NVFP4 layers (weight_packed or ModelOpt weight + F8_E4M3 weight_scale)");
+  if (layers.empty()) fail_input(dir + ": no NVFP4 layers (compressed-tensors weight_packed or ModelOpt weight + weight_scale)");
   rep.other_tensor_bytes = all_bytes - quant_bytes;
   rep.layers.resize(layers.size());
 
   parallel_for(layers.size(), resolve_threads(opt.threads), 1, [&](size_t b, size_t e) {
     CodecScratch scratch;
     for (size_t i = b; i < e; ++i) {
-      const Layer& l = layers[i];
+      const Nvfp4Tensors& l = layers[i];
       LayerStats& s = rep.layers[i];
       s.name = l.module;
-      s.format = l.format;
+      s.format = nvfp4_convention_name(l.convention);
       const uint8_t* codes = l.codes->data();
-      const uint8_t* scales = l.scales->data();
+      const uint8_t* scales = l.block_scales->data();
       s.code_bytes = l.codes->info->nbytes();
-      s.scale_bytes = l.scales->info->nbytes();
+      s.scale_bytes = l.block_scales->info->nbytes();
       s.weights = 2 * s.code_bytes;
-      s.proxy = seed_proxy(codes, s.code_bytes);
+      s.proxy = entropy_proxy(codes, s.code_bytes);
       // Histograms: codes, code pairs, codes per scale value.
       std::vector<uint64_t> per_scale(256 * 16, 0);
       uint64_t pairs[256] = {}, sc[256] = {};
@@ -160,10 +115,7 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
         ++per_scale[scale * 16 + (byte >> 4)];
       }
       for (uint64_t j = 0; j < s.scale_bytes; ++j) ++sc[scales[j]];
-      for (int p = 0; p < 256; ++p) {
-        s.code_hist[p & 15] += pairs[p];
-        s.code_hist[p >> 4] += pairs[p];
-      }
+      count_codes(codes, s.code_bytes, s.code_hist);
       s.h0_codes = entropy_of_counts(s.code_hist, 16);
       s.h0_code_pairs = entropy_of_counts(pairs, 256) / 2;
       s.h0_scales = entropy_of_counts(sc, 256);
@@ -192,27 +144,16 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
         if (!src) fail_input(opt.reference + ": no source tensor " + l.module + ".weight");
         if (!dtype_is_float_weight(src->info->dtype))
           fail_input(opt.reference + ": " + l.module + ".weight is not F32/F16/BF16");
-        if (src->info->numel() != s.weights)
-          fail_input(opt.reference + ": " + l.module + ".weight has " + std::to_string(src->info->numel()) +
-                     " elements, the quantized layer " + std::to_string(s.weights));
-        float g = 1.0f;
-        if (l.global) std::memcpy(&g, l.global->data(), 4);
-        const uint8_t* w = src->data();
-        DType dt = src->info->dtype;
-        double acc = 0;
-        for (uint64_t blk = 0; blk < s.scale_bytes; ++blk) {
-          float dec = e4m3_decode(scales[blk]);
-          float S = l.global ? (l.global_is_divisor ? dec / g : dec * g) : dec;
-          for (int k = 0; k < 16; ++k) {
-            uint64_t idx = blk * 16 + uint64_t(k);
-            uint8_t code = (codes[idx / 2] >> ((idx & 1) * 4)) & 15;
-            float wq = kE2M1Value[code] * S;
-            float d = wq - load_float(w, dt, size_t(idx));
-            acc += double(d) * double(d);
-          }
-        }
+        if (src->info->shape != std::vector<int64_t>{l.rows, l.cols})
+          fail_input(opt.reference + ": " + l.module + ".weight has shape other than the quantized layer's [" +
+                     std::to_string(l.rows) + ", " + std::to_string(l.cols) + "]");
+        const DType dt = src->info->dtype;
+        const size_t C = size_t(l.cols), row_bytes = C * dtype_size(dt);
+        PackedWeights pw{codes, scales, size_t(l.rows), C, l.global_scale, l.global_is_divisor};
+        RowStats st = packed_error_stats(
+            pw, [&](size_t r, float* out) { convert_to_f32(src->data() + r * row_bytes, dt, C, out); }, 1);
         s.has_mse = true;
-        s.mse = double(float(acc / double(s.weights)));
+        s.mse = mse_of(st, s.weights);
       }
     }
   });
@@ -231,8 +172,8 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
     t.zstd_codes += s.zstd_codes;
     t.zstd_scales += s.zstd_scales;
     for (int c = 0; c < 16; ++c) t.code_hist[c] += s.code_hist[c];
-    t.proxy.mean_entropy_bits += w * s.proxy.mean_entropy_bits;
-    t.proxy.std_entropy_bits += w * s.proxy.std_entropy_bits;
+    t.proxy.mean_bits += w * s.proxy.mean_bits;
+    t.proxy.std_bits += w * s.proxy.std_bits;
     t.proxy.n_chunks += s.proxy.n_chunks;
     t.h0_codes += w * s.h0_codes;
     t.h0_code_pairs += w * s.h0_code_pairs;
@@ -243,7 +184,7 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
     t.has_zstd = s.has_zstd;
     t.mse += w * s.mse;
   }
-  for (double* f : {&t.proxy.mean_entropy_bits, &t.proxy.std_entropy_bits, &t.h0_codes, &t.h0_code_pairs,
+  for (double* f : {&t.proxy.mean_bits, &t.proxy.std_bits, &t.h0_codes, &t.h0_code_pairs,
                     &t.h_codes_given_scale, &t.cond_scale_table_bits, &t.h0_scales, &t.mse})
     *f /= wsum;
   t.bits_per_weight = 8.0 * double(t.coded_codes + t.coded_scales + 4 * rep.layers.size()) / wsum;
@@ -263,9 +204,9 @@ nlohmann::ordered_json layer_json(const LayerStats& s) {
   j["weights"] = s.weights;
   j["code_bytes"] = s.code_bytes;
   j["scale_bytes"] = s.scale_bytes;
-  j["proxy_mean_entropy_bits"] = s.proxy.mean_entropy_bits;
-  j["proxy_std_entropy_bits"] = s.proxy.std_entropy_bits;
-  j["proxy_compression_rate"] = 1.0 - s.proxy.mean_entropy_bits / 8.0;
+  j["proxy_mean_entropy_bits"] = s.proxy.mean_bits;
+  j["proxy_std_entropy_bits"] = s.proxy.std_bits;
+  j["proxy_compression_rate"] = 1.0 - s.proxy.mean_bits / 8.0;
   j["proxy_n_chunks"] = s.proxy.n_chunks;
   j["h0_codes_bits"] = s.h0_codes;
   j["h0_code_pairs_bits_per_code"] = s.h0_code_pairs;
@@ -306,7 +247,7 @@ std::string stats_text(const StatsReport& r) {
   out += line;
   auto row = [&](const LayerStats& s) {
     std::snprintf(line, sizeof line, "%-48s %11llu %7.3f %6.3f %6.3f %6.3f %7.3f %7.3f %7.3f %7.3f %6.4f", s.name.c_str(),
-                  (unsigned long long)s.weights, 100.0 * (1.0 - s.proxy.mean_entropy_bits / 8.0), s.h0_codes,
+                  (unsigned long long)s.weights, 100.0 * (1.0 - s.proxy.mean_bits / 8.0), s.h0_codes,
                   s.h0_code_pairs, s.h0_scales, pct(s.coded_codes, s.code_bytes), pct(s.zstd_codes, s.code_bytes),
                   pct(s.coded_scales, s.scale_bytes), pct(s.zstd_scales, s.scale_bytes), s.bits_per_weight);
     out += line;
@@ -330,7 +271,7 @@ std::string stats_text(const StatsReport& r) {
   std::snprintf(line, sizeof line,
                 "  seed proxy %.3f%% (%.4f bit/byte); H0 codes %.4f bit; H0 code pairs %.4f bit/code; H(code|scale) %.4f "
                 "+ tables %.4f bit; H0 scales %.4f bit\n",
-                100.0 * (1.0 - t.proxy.mean_entropy_bits / 8.0), t.proxy.mean_entropy_bits, t.h0_codes, t.h0_code_pairs,
+                100.0 * (1.0 - t.proxy.mean_bits / 8.0), t.proxy.mean_bits, t.h0_codes, t.h0_code_pairs,
                 t.h_codes_given_scale, t.cond_scale_table_bits, t.h0_scales);
   out += line;
   std::snprintf(line, sizeof line, "  bits per weight: %.4f coded (raw %.4f)%s\n", t.bits_per_weight, t.raw_bits_per_weight,
@@ -353,4 +294,4 @@ std::string stats_text(const StatsReport& r) {
   return out;
 }
 
-}  // namespace fp4z::codec
+}  // namespace fp4z

@@ -12,60 +12,23 @@
 #include <string>
 #include <vector>
 
-#include "codec/stats.h"
+#include "nvfp4/scales.h"
+#include "pipeline/stats.h"
 #include "nvfp4/codec.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace fp4z;
 
-namespace {
-
-struct T {
-  std::string name, dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> data;
-};
-
-void write_safetensors(const fs::path& p, const std::vector<T>& ts) {
-  std::string h = "{";
-  uint64_t pos = 0;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    h += (i ? ",\"" : "\"") + ts[i].name + "\":{\"dtype\":\"" + ts[i].dtype + "\",\"shape\":[";
-    for (size_t d = 0; d < ts[i].shape.size(); ++d) {
-      if (d) h += ",";
-      h += std::to_string(ts[i].shape[d]);
-    }
-    h += "],\"data_offsets\":[" + std::to_string(pos) + "," + std::to_string(pos + ts[i].data.size()) + "]}";
-    pos += ts[i].data.size();
-  }
-  h += "}";
-  while (h.size() % 8) h += ' ';
-  fs::create_directories(p.parent_path());
-  std::ofstream f(p, std::ios::binary);
-  uint64_t n = h.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f << h;
-  for (const T& t : ts) f.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
-}
-
-std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
-  std::vector<uint8_t> b(4 * v.size());
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-
-}  // namespace
-
 TEST(Stats, SeedProxyDefinition) {
   // 32 KiB chunks, even/odd halves, mean of (H_even + H_odd)/2; last chunk shorter.
   std::vector<uint8_t> v(32768 + 4);
   for (size_t i = 0; i < 32768; ++i) v[i] = (i & 1) ? uint8_t(i / 2 % 4) : 7;  // even: 0 bits, odd: 2 bits
   v[32768] = 1, v[32769] = 1, v[32770] = 2, v[32771] = 3;                      // even {1,2}: 1 bit; odd {1,3}: 1 bit
-  codec::SeedProxy p = codec::seed_proxy(v.data(), v.size());
+  EntropyProxy p = entropy_proxy(v.data(), v.size());
   EXPECT_EQ(p.n_chunks, 2u);
-  EXPECT_NEAR(p.mean_entropy_bits, (1.0 + 1.0) / 2, 1e-12);
-  EXPECT_NEAR(p.std_entropy_bits, 0.0, 1e-12);
+  EXPECT_NEAR(p.mean_bits, (1.0 + 1.0) / 2, 1e-12);
+  EXPECT_NEAR(p.std_bits, 0.0, 1e-12);
 }
 
 TEST(Stats, LayerNumbersAndMse) {
@@ -84,22 +47,22 @@ TEST(Stats, LayerNumbersAndMse) {
   std::vector<float> ref(codes.size());
   for (size_t i = 0; i < ref.size(); ++i) ref[i] = kE2M1Value[codes[i]] * (e4m3_decode(scales[i / 16]) / gs);
   ref[5] += 0.5f;
-  write_safetensors(root / "q/model.safetensors",
+  fp4z::testing::write_safetensors((root / "q/model.safetensors").string(),
                     {{"m.weight_packed", "U8", {n, k / 2}, packed},
                      {"m.weight_scale", "F8_E4M3", {n, k / 16}, scales},
-                     {"m.weight_global_scale", "F32", {1}, f32_bytes({gs})},
-                     {"norm", "F32", {4}, f32_bytes({1, 2, 3, 4})}});
-  write_safetensors(root / "src/model.safetensors", {{"m.weight", "F32", {n, k}, f32_bytes(ref)}});
-  codec::StatsOptions opt;
+                     {"m.weight_global_scale", "F32", {1}, fp4z::testing::f32_bytes({gs})},
+                     {"norm", "F32", {4}, fp4z::testing::f32_bytes({1, 2, 3, 4})}});
+  fp4z::testing::write_safetensors((root / "src/model.safetensors").string(), {{"m.weight", "F32", {n, k}, fp4z::testing::f32_bytes(ref)}});
+  StatsOptions opt;
   opt.reference = (root / "src").string();
-  codec::StatsReport r = codec::compute_stats((root / "q").string(), opt);
+  StatsReport r = compute_stats((root / "q").string(), opt);
   ASSERT_EQ(r.layers.size(), 1u);
-  const codec::LayerStats& s = r.layers[0];
+  const LayerStats& s = r.layers[0];
   EXPECT_EQ(s.weights, uint64_t(n) * k);
   uint64_t hist[16] = {};
   for (uint8_t c : codes) ++hist[c];
   for (int c = 0; c < 16; ++c) EXPECT_EQ(s.code_hist[c], hist[c]) << c;
-  EXPECT_NEAR(s.h0_codes, codec::entropy_of_counts(hist, 16), 1e-12);
+  EXPECT_NEAR(s.h0_codes, entropy_of_counts(hist, 16), 1e-12);
   EXPECT_GT(s.h0_codes, 3.9);
   EXPECT_NEAR(s.h0_scales, 3.0, 0.1);
   EXPECT_LT(s.coded_scales, s.scale_bytes * 0.55);  // 3 bits + the table and 32 lane states
@@ -110,6 +73,6 @@ TEST(Stats, LayerNumbersAndMse) {
   EXPECT_NEAR(s.mse, 0.25 / double(s.weights), 1e-6 * 0.25 / double(s.weights));  // rounded to f32 like the seed
   EXPECT_EQ(r.other_tensor_bytes, 16u);
   // The JSON carries the same numbers.
-  auto j = codec::stats_json(r);
+  auto j = stats_json(r);
   EXPECT_EQ(j["layers"][0]["code_histogram"][8].get<uint64_t>(), hist[8]);
 }
