@@ -1,5 +1,6 @@
 // Unit tests of the byte rANS coder, entropy streams and chunk codecs (round trips, limits, hostile input).
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <algorithm>
 

@@ -203,15 +203,6 @@ void quantize_int8_row_scalar(const float* x, int64_t k, Int8Activations& out, i
   }
 }
 
-bool cpu_has_avx512_vnni() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni");
-}
-
-bool cpu_has_avx512_bf16() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-}
 }  // namespace kernels
 
 namespace {

@@ -10,7 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "codec/stats.h"
+#include "pipeline/stats.h"
 #include "common/error.h"
 #include "common/file_text.h"
 #include "common/parallel.h"
@@ -233,11 +233,11 @@ std::vector<SweepPoint> run_sweep(const SweepOptions& o) {
     QuantizeResult qr = quantize_checkpoint(plan[i].q);
     p.seconds_quantize = std::chrono::duration<double>(Clock::now() - t0).count();
     if (p.series.rfind("rd", 0) == 0) p.lambda = qr.rd_lambda;
-    codec::StatsOptions so;
+    StatsOptions so;
     so.reference = o.source;
     so.zstd = false;
     so.threads = o.threads;
-    codec::StatsReport st = codec::compute_stats(plan[i].q.out, so);
+    StatsReport st = compute_stats(plan[i].q.out, so);
     p.ideal_bits = st.ideal_bits_per_weight;
     p.coded_bits = st.total.bits_per_weight;
     p.weight_mse = st.total.mse;

@@ -190,7 +190,10 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
   t.bits_per_weight = 8.0 * double(t.coded_codes + t.coded_scales + 4 * rep.layers.size()) / wsum;
   t.raw_bits_per_weight = 8.0 * double(t.code_bytes + t.scale_bytes + 4 * rep.layers.size()) / wsum;
   Nvfp4Histogram pooled;  // the ideal order-0 size that `quantize --method rd` targets
-  for (const Layer& l : layers) pooled.add_packed(l.codes->data(), l.codes->info->nbytes()), pooled.add_scales(l.scales->data(), l.scales->info->nbytes());
+  for (const Nvfp4Tensors& l : layers) {
+    pooled.add_packed(l.codes->data(), l.codes->info->nbytes());
+    pooled.add_scales(l.block_scales->data(), l.block_scales->info->nbytes());
+  }
   rep.ideal_bits_per_weight = pooled.ideal_bits_per_weight();
   return rep;
 }
