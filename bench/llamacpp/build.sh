@@ -24,7 +24,7 @@ if [ -x "$out/cmake/bin/llama-bench" ] && grep -q "$commit" "$out/build-info.txt
   exit 0
 fi
 # Explicit ISA flags instead of GGML_NATIVE: -march=native also enables AMX where the CPU lists it,
-# and AMX tiles fault (SIGILL) in VMs that do not grant them. Zen 4 / AVX-512 feature set.
+# and AMX tiles fault (SIGILL) in VMs that do not grant them. the AVX-512 VNNI/BF16/VBMI feature set of the project machines.
 start=$(date +%s)
 cmake -S "$src/vendor/llama.cpp" -B "$out/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DGGML_NATIVE=OFF -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX512_VBMI=ON \
