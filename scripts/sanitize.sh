@@ -14,13 +14,14 @@ configure() {  # dir sanitizer
 }
 # Threaded code: thread pool and kernels of the model, parallel check scans, container compression and
 # decompression on several threads, quantization on all cores, eval's threaded forward pass.
+# Under the sanitizers the one CPU-time bound (a million-tensor header checked in < 5 s) is not asserted.
 TSAN_TESTS='ModelKernels|ForwardVsOracle|CheckTest|Container|Agreement|Stats|EvalPpl'
 if [ "$which" = all ] || [ "$which" = asan ]; then
   start=$(date +%s)
   configure build-asan address
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j"$jobs" --timeout 1800 -E "^interop_")
+    ctest --output-on-failure -j"$jobs" --timeout 1800 -E "^interop_|MillionTensorHeaderChecksInUnderFiveSeconds")
   echo "asan+ubsan pass: $(( $(date +%s) - start )) s"
 fi
 if [ "$which" = all ] || [ "$which" = tsan ]; then
