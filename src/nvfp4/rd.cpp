@@ -4,13 +4,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/cpu.h"
 #include "nvfp4/codec.h"
+#include "nvfp4/rd_internal.h"
 
 namespace fp4z {
 
 namespace {
-
-constexpr float kMagnitude[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
 
 double entropy_bits(const uint64_t* counts, int n, uint64_t* total_out) {
   uint64_t total = 0;
@@ -70,60 +70,150 @@ RdCostTables rd_costs_from_histogram(const Nvfp4Histogram& h) {
   return t;
 }
 
-uint8_t rd_choose_code(float w, float S, float wt, float lambda, const float* code_cost) {
-  const float a = std::fabs(w / S);
-  int lo = 7;
-  while (lo > 0 && kMagnitude[lo] > a) --lo;  // largest magnitude <= |w/S|
-  const uint8_t sign = w < 0.0f ? 8 : 0;
-  uint8_t best = 0;
-  double best_cost = INFINITY;
-  for (int m = std::max(0, lo - 1); m <= std::min(7, lo + 1); ++m) {
-    const uint8_t code = m == 0 ? 0 : uint8_t(m | sign);
-    const double v = double(kMagnitude[m]) * double(S);
-    const double err = double(std::fabs(w)) - v;
-    const double cost = double(wt) * err * err + double(lambda) * double(code_cost[code]);
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = code;
+namespace {
+
+using rd_detail::kMagnitude;
+
+// The weight's candidate codes by the f32 rule of rd.h; returns the best cost, its code in *code.
+inline float best_code_cost(float x, bool negative, float S, float R, float wt, const float* L, uint8_t* code) {
+  const float a = x * R;
+  int lo = 0;
+  for (int m = 1; m < 8; ++m)
+    if (a >= kMagnitude[m]) lo = m;
+  float best = 0;
+  for (int k = -1; k <= 1; ++k) {
+    const int m = std::clamp(lo + k, 0, 7);
+    const uint8_t c = m == 0 ? 0 : uint8_t(m | (negative ? 8 : 0));
+    const float e = x - kMagnitude[m] * S;
+    const float cost = wt * (e * e) + L[c];
+    if (k == -1 || cost < best) {
+      best = cost;
+      *code = c;
     }
   }
   return best;
 }
 
-uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S) {
-  const RdCostTables& c = *p.costs;
+// Pairwise sum of 16 values: j + 8, then + 4, + 2, + 1 apart.
+template <typename T>
+inline T tree16(T* v) {
+  for (int h = 8; h >= 1; h /= 2)
+    for (int j = 0; j < h; ++j) v[j] = v[j] + v[j + h];
+  return v[0];
+}
+
+// One block by the rule of rd.h, with per-candidate values from `cand(b, &S, &R, &Ls)` (false: unusable).
+template <typename Candidate>
+uint8_t choose_block_scalar(const float* w, const float* wt, float gs, int below, int above, const float* L, uint8_t zero_byte,
+                            const Candidate& cand, uint8_t* codes, double* sq_err) {
   float amax = 0;
   for (int j = 0; j < 16; ++j) amax = std::max(amax, std::fabs(w[j]));
-  if (amax == 0.0f) {
-    uint8_t best = 1;
-    for (int b = 2; b <= 0x7E; ++b)
-      if (c.scale[b] < c.scale[best]) best = uint8_t(b);
-    if (codes) std::fill(codes, codes + 16, uint8_t(0));
-    *S = e4m3_decode(best) / p.gs;
-    return best;
-  }
-  const int b0 = std::max<int>(1, e4m3_encode_rne(std::min(amax / 6.0f * p.gs, 448.0f)));
-  const int first = std::max(1, b0 - p.below), last = std::min(0x7E, b0 + p.above);
+  if (amax == 0.0f) return rd_detail::fixed_block(w, zero_byte, codes, sq_err);
+  const int b0 = rd_detail::absmax_byte(amax, gs);
+  const int first = std::max(1, b0 - below), last = std::min(0x7E, b0 + above);
+  float x[16];
+  for (int j = 0; j < 16; ++j) x[j] = std::fabs(w[j]);
+  bool found = false;
+  float best_total = 0, best_S = 0;
   uint8_t best = uint8_t(b0), trial[16];
-  double best_cost = INFINITY;
   for (int b = first; b <= last; ++b) {
-    const float Sb = e4m3_decode(uint8_t(b)) / p.gs;
-    if (!(Sb > 0.0f) || !std::isfinite(Sb)) continue;
-    double cost = double(p.lambda) * double(c.scale[b]);
-    for (int j = 0; j < 16 && cost < best_cost; ++j) {
-      const uint8_t code = rd_choose_code(w[j], Sb, wt[j], p.lambda, c.code);
-      trial[j] = code;
-      const double err = double(w[j]) - double(kE2M1Value[code]) * double(Sb);
-      cost += double(wt[j]) * err * err + double(p.lambda) * double(c.code[code]);
-    }
-    if (cost < best_cost) {
-      best_cost = cost;
+    float S, R, Ls;
+    if (!cand(b, &S, &R, &Ls)) continue;
+    float c[16];
+    for (int j = 0; j < 16; ++j) c[j] = best_code_cost(x[j], w[j] < 0.0f, S, R, wt ? wt[j] : 1.0f, L, &trial[j]);
+    const float total = Ls + tree16(c);
+    if (!found || total < best_total) {
+      found = true;
+      best_total = total;
       best = uint8_t(b);
-      if (codes) std::copy(trial, trial + 16, codes);
+      best_S = S;
+      std::copy(trial, trial + 16, codes);
     }
   }
+  if (!found) return rd_detail::fixed_block(w, best, codes, sq_err);
+  if (sq_err) {
+    double d[16];
+    for (int j = 0; j < 16; ++j) {
+      const double e = double(kE2M1Value[codes[j]] * best_S) - double(w[j]);
+      d[j] = e * e;
+    }
+    *sq_err += tree16(d);
+  }
+  return best;
+}
+
+}  // namespace
+
+uint8_t rd_choose_code(float w, float S, float wt, float lambda, const float* code_cost) {
+  float L[16];
+  for (int c = 0; c < 16; ++c) L[c] = lambda * code_cost[c];
+  uint8_t code = 0;
+  best_code_cost(std::fabs(w), w < 0.0f, S, 1.0f / S, wt, L, &code);
+  return code;
+}
+
+RdPrepared rd_prepare(const RdBlockParams& p) {
+  RdPrepared t;
+  const RdCostTables& c = *p.costs;
+  t.gs = p.gs;
+  t.below = p.below;
+  t.above = p.above;
+  for (int i = 0; i < 16; ++i) t.L[i] = p.lambda * c.code[i];
+  for (int b = 0; b < 128; ++b) {
+    t.S[b] = e4m3_decode(uint8_t(b)) / p.gs;
+    t.R[b] = 1.0f / t.S[b];
+    t.Ls[b] = p.lambda * c.scale[b];
+    t.usable[b] = b >= 1 && b <= 0x7E && t.S[b] > 0.0f && std::isfinite(t.S[b]) && std::isfinite(t.R[b]);
+  }
+  t.zero_byte = 1;
+  for (int b = 2; b <= 0x7E; ++b)
+    if (c.scale[b] < c.scale[t.zero_byte]) t.zero_byte = uint8_t(b);
+  return t;
+}
+
+uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S) {
+  const RdCostTables& c = *p.costs;
+  float L[16];
+  for (int i = 0; i < 16; ++i) L[i] = p.lambda * c.code[i];
+  uint8_t zero_byte = 1;
+  for (int b = 2; b <= 0x7E; ++b)
+    if (c.scale[b] < c.scale[zero_byte]) zero_byte = uint8_t(b);
+  uint8_t own[16];
+  const uint8_t best = choose_block_scalar(
+      w, wt, p.gs, p.below, p.above, L, zero_byte,
+      [&](int b, float* Sb, float* Rb, float* Ls) {
+        *Sb = e4m3_decode(uint8_t(b)) / p.gs;
+        *Rb = 1.0f / *Sb;
+        *Ls = p.lambda * c.scale[b];
+        return *Sb > 0.0f && std::isfinite(*Sb) && std::isfinite(*Rb);
+      },
+      codes ? codes : own, nullptr);
   *S = e4m3_decode(best) / p.gs;
   return best;
+}
+
+void rd_choose_blocks_scalar(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
+                             uint8_t* scales, double* sq_err) {
+  auto cand = [&](int b, float* S, float* R, float* Ls) {
+    *S = t.S[b];
+    *R = t.R[b];
+    *Ls = t.Ls[b];
+    return t.usable[b] != 0;
+  };
+  for (size_t i = 0; i < nblocks; ++i)
+    scales[i] = choose_block_scalar(w + 16 * i, wt ? wt + 16 * i : nullptr, t.gs, t.below, t.above, t.L, t.zero_byte, cand,
+                                    codes + 16 * i, sq_err);
+}
+
+bool rd_blocks_use_avx512() { return cpu_features().has(CpuFeature::kAvx512); }
+
+void rd_choose_blocks(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes, uint8_t* scales,
+                      double* sq_err) {
+  static const bool avx512 = rd_blocks_use_avx512();
+  if (avx512)
+    rd_choose_blocks_avx512(t, w, wt, nblocks, codes, scales, sq_err);
+  else
+    rd_choose_blocks_scalar(t, w, wt, nblocks, codes, scales, sq_err);
 }
 
 }  // namespace fp4z

@@ -36,15 +36,49 @@ struct RdBlockParams {
   int above = 12;       // ... to absmax byte + above (12 steps ≈ ×2.8: the inflated candidates)
 };
 
-// Code for one weight w given the block divisor S > 0: among the E2M1 magnitudes just below and
-// just above |w/S| and the next one toward zero (with w's sign; zero is always code 0), the one
-// minimising wt·(w − v·S)² + λ·cost[code]. Lower code wins ties.
+// The decisions are specified in f32 (docs/quantize.md, "--method rd"; every ISA makes the same ones):
+// with R = fl(1/S), a = fl(|w|·R), lo = the number of nonzero E2M1 magnitudes <= a, the candidate
+// magnitudes are m ∈ {lo−1, lo, lo+1} clipped to 0..7, each costing
+//   c = fl(fl(wt · fl(e·e)) + L[code]),  e = fl(|w| − fl(mag_m·S)),  L[code] = fl(λ·cost[code]);
+// the lowest c wins, the lower magnitude on ties; code = m with w's sign (w < 0), zero is code 0.
+
+// Code for one weight w given the block divisor S > 0 (the rule above).
 uint8_t rd_choose_code(float w, float S, float wt, float lambda, const float* code_cost);
 
-// Scale byte of one 16-block: every candidate byte is tried with rd_choose_code for all 16
-// weights; returns the byte minimising Σ wt_j·err_j² + λ·(Σ code costs + scale cost). Writes the
-// block's codes (0..15, never 8) when codes != nullptr and the divisor S to *S. An all-zero block
-// takes the cheapest byte of the whole FP8 range.
+// Per-tensor precomputation of the block decision: for every candidate scale byte b (1..0x7E)
+// S_b = fl(dec(b)/gs), R_b = fl(1/S_b), Ls_b = fl(λ·cost_scale[b]), whether b is usable (S_b and R_b
+// finite and > 0), L[code] = fl(λ·cost_code[code]) and the cheapest byte for all-zero blocks.
+struct RdPrepared {
+  float S[128], R[128], Ls[128];
+  uint8_t usable[128];
+  float L[16];
+  uint8_t zero_byte = 1;
+  float gs = 1;
+  int below = 3, above = 12;
+};
+RdPrepared rd_prepare(const RdBlockParams& p);
+
+// Scale byte of one 16-block. Candidates: bytes from b0 − below to b0 + above clipped to 1..0x7E,
+// b0 = max(1, enc(min(fl(fl(amax/6)·gs), 448))), in ascending order, unusable ones skipped. A
+// candidate's total is T = fl(Ls_b + tree(c_0..c_15)) with c_j its weights' best code costs and
+// tree() the pairwise sum c_j + c_{j+8}, then + 4, + 2, + 1 apart (one AVX-512 register's reduction
+// order); the first candidate, then any with a strictly lower T, becomes the best. An all-zero block
+// takes the cheapest byte (zero_byte) and codes 0; no usable candidate gives b0 and codes 0. Writes
+// the codes (0..15, never 8) when codes != nullptr and the divisor S to *S. wt may be null (= 1).
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
+
+// `nblocks` consecutive blocks (w, wt and codes advance by 16 per block; wt may be null = 1): scale
+// bytes to scales[], codes to codes[] and, when sq_err != nullptr, adds the blocks' squared error
+// Σ (double(fl(value·S)) − double(w))² (per block the same pairwise tree, in double; blocks in order).
+// rd_choose_blocks uses the best kernel the CPU has (cpu_features(), FP4Z_ISA); the others are
+// for tests and benchmarks, all giving identical results. The _avx512 one needs CpuFeature::kAvx512.
+void rd_choose_blocks(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes, uint8_t* scales,
+                      double* sq_err);
+void rd_choose_blocks_scalar(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
+                             uint8_t* scales, double* sq_err);
+void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
+                             uint8_t* scales, double* sq_err);
+// Whether rd_choose_blocks runs the AVX-512 kernel on this CPU.
+bool rd_blocks_use_avx512();
 
 }  // namespace fp4z

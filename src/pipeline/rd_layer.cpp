@@ -50,6 +50,23 @@ std::vector<double> invert_lower(const std::vector<double>& L, int64_t K) {
 
 void pack_row(const uint8_t* codes, int64_t K, uint8_t* packed) { pack_nibbles(codes, size_t(K), packed); }
 
+// The no-feedback pass (wt = 1): rd_choose_blocks row by row; row_sq (optional, [N]) gets each row's
+// squared weight error in double.
+void plain_pass(const float* W, int64_t N, int64_t K, const RdBlockParams& p, uint8_t* packed, uint8_t* scales, double* row_sq,
+                int threads) {
+  const int64_t nb = K / 16;
+  const RdPrepared prep = rd_prepare(p);
+  parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
+    std::vector<uint8_t> codes(static_cast<size_t>(K));
+    for (size_t r = b; r < e; ++r) {
+      double sq = 0;
+      rd_choose_blocks(prep, W + int64_t(r) * K, nullptr, size_t(nb), codes.data(), scales + int64_t(r) * nb, row_sq ? &sq : nullptr);
+      if (row_sq) row_sq[r] = sq;
+      pack_row(codes.data(), K, packed + int64_t(r) * K / 2);
+    }
+  });
+}
+
 }  // namespace
 
 float rd_dequant(uint8_t code, uint8_t s8, float gs) { return kE2M1Value[code] * (e4m3_decode(s8) / gs); }
@@ -89,17 +106,7 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
                       uint8_t* scales, int threads) {
   const int64_t nb = K / 16;
   if (!U) {
-    parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
-      std::vector<uint8_t> codes(static_cast<size_t>(K));
-      const float ones[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-      for (size_t r = b; r < e; ++r) {
-        for (int64_t blk = 0; blk < nb; ++blk) {
-          float S;
-          scales[int64_t(r) * nb + blk] = rd_choose_block(W + int64_t(r) * K + blk * 16, ones, p, codes.data() + blk * 16, &S);
-        }
-        pack_row(codes.data(), K, packed + int64_t(r) * K / 2);
-      }
-    });
+    plain_pass(W, N, K, p, packed, scales, nullptr, threads);
     return;
   }
   std::vector<float> wt(static_cast<size_t>(K));
@@ -154,10 +161,18 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
   if (H) rd_inverse_cholesky_upper(*H, K, damp, U);
   RdBlockParams p;
   p.gs = gs;
+  // Without H the passes compute the rows' squared error themselves (the last pass's is kept).
+  std::vector<double> row_sq(static_cast<size_t>(N)), row_h(size_t(N), 0.0);
+  auto pass = [&] {
+    if (H)
+      rd_quantize_pass(W, N, K, U.data(), p, res.packed.data(), res.scales.data(), threads);
+    else
+      plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads);
+  };
   if (tables) {
     p.costs = tables;
     p.lambda = float(lambda);
-    rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
+    pass();
     res.costs = *tables;
   }
   Nvfp4Histogram uniform;
@@ -165,22 +180,21 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
   if (!tables) {
     p.costs = &costs;
     p.lambda = 0;
-    rd_quantize_pass(W, N, K, nullptr, p, res.packed.data(), res.scales.data(), threads);
+    plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads);
     p.lambda = float(lambda);
   }
-  for (int pass = 0; pass < kRdRatePasses && !tables; ++pass) {
+  for (int round = 0; round < kRdRatePasses && !tables; ++round) {
     Nvfp4Histogram h;
     h.add_packed(res.packed.data(), res.packed.size());
     h.add_scales(res.scales.data(), res.scales.size());
     costs = rd_costs_from_histogram(h);
-    rd_quantize_pass(W, N, K, H ? U.data() : nullptr, p, res.packed.data(), res.scales.data(), threads);
+    pass();
   }
   if (!tables) res.costs = costs;
   res.hist.add_packed(res.packed.data(), res.packed.size());
   res.hist.add_scales(res.scales.data(), res.scales.size());
   // Error metrics, per row in double, summed in row order.
-  std::vector<double> row_sq(static_cast<size_t>(N)), row_h(size_t(N), 0.0);
-  parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
+  if (H) parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
     std::vector<double> dw(static_cast<size_t>(K));
     std::vector<uint8_t> codes(static_cast<size_t>(K));
     for (size_t r = b; r < e; ++r) {
