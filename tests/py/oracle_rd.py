@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Independent numpy oracle of fp4z's rate-distortion NVFP4 decisions (docs/quantize.md, "--method rd").
 
-Written from the documented rules, not from the C++ code:
-  * block scale: every FP8 byte from (absmax byte - below) to (absmax byte + above), clipped to 1..0x7E,
-    is tried; S = f32(dec(byte) / gs); the byte minimising sum_j wt_j*err_j^2 + lam*(sum code costs +
-    scale cost) wins (first on ties); an all-zero block takes the cheapest byte of 1..0x7E;
-  * code: among the E2M1 magnitudes just below |w/S| (the largest <= it), one below that and one above,
-    the one minimising wt*(|w| - m*S)^2 + lam*cost[code] (lowest code on ties); sign from w < 0, zero is +0;
+Written from the documented rules, not from the C++ code. Every quantity is an IEEE f32 (numpy float32
+scalars; fl() below is one f32 rounding):
+  * block scale: b0 = max(1, enc(min(fl(fl(amax/6)*gs), 448))); every FP8 byte from b0 - below to b0 + above,
+    clipped to 1..0x7E, is tried in ascending order, skipping bytes whose S = fl(dec(byte)/gs) or R = fl(1/S)
+    is not finite and > 0; the block total is fl(fl(lam*scale_cost) + tree(c_0..c_15)) with c_j the weight's
+    best code cost and tree() the pairwise sum (j + 8, then + 4, + 2, + 1 apart); the first candidate, then
+    any with a strictly lower total, wins; an all-zero block takes the cheapest byte of 1..0x7E;
+  * code: a = fl(|w|*R), lo = the number of nonzero E2M1 magnitudes <= a; among magnitudes lo-1, lo, lo+1
+    (clipped to 0..7, in that order) the one minimising c = fl(fl(wt*fl(e*e)) + fl(lam*cost[code])),
+    e = fl(|w| - fl(m*S)), the first on ties; sign from w < 0, zero is +0;
   * GPTQ order (with U, the upper Cholesky factor of the damped inverse H): the block scale is chosen from
     the current weights when the block starts, with wt_j = 1/U_jj^2; after each column,
     err = (w - q)/U_jj is subtracted times U[j, j+1:] from the row's later columns, all in f32.
@@ -19,6 +23,8 @@ import json
 import sys
 
 import numpy as np
+
+np.seterr(all="ignore")  # inf/overflow are part of the rule (unusable scales, huge errors)
 
 f32 = np.float32
 MAG = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
@@ -46,17 +52,30 @@ def e4m3_encode(x):
     return best
 
 
-def choose_code(w, S, wt, lam, cc):
-    a = abs(f32(w) / f32(S))
-    lo = max(i for i in range(8) if MAG[i] <= a)
-    best, bc = 0, None
-    for m in range(max(0, lo - 1), min(7, lo + 1) + 1):
+def code_cost(w, S, R, wt, lam, cc):
+    """(cost, code) of the best code for weight w with divisor S and reciprocal R."""
+    x = abs(f32(w))
+    a = f32(x * R)
+    lo = sum(1 for m in range(1, 8) if MAG[m] <= a)
+    best, bc = None, None
+    for m in (max(0, lo - 1), lo, min(7, lo + 1)):
         code = 0 if m == 0 else (m | (8 if w < 0 else 0))
-        err = abs(float(w)) - MAG[m] * float(S)
-        c = float(wt) * err * err + float(lam) * float(cc[code])
+        e = f32(x - f32(f32(MAG[m]) * S))
+        c = f32(f32(wt * f32(e * e)) + f32(lam * cc[code]))
         if bc is None or c < bc:
             best, bc = code, c
-    return best
+    return bc, best
+
+
+def choose_code(w, S, wt, lam, cc):
+    return code_cost(w, S, f32(f32(1) / S), f32(wt), lam, cc)[1]
+
+
+def tree16(c):
+    v = np.array(c, dtype=np.float32)
+    for h in (8, 4, 2, 1):
+        v = (v[:h] + v[h:2 * h]).astype(np.float32)
+    return f32(v[0])
 
 
 def value(code):
@@ -70,20 +89,16 @@ def choose_block(w, wt, gs, lam, cc, cs, below, above):
         b = min(range(1, 0x7F), key=lambda i: (cs[i], i))
         return b, [0] * 16
     b0 = max(1, e4m3_encode(min(f32(f32(f32(amax) / f32(6)) * f32(gs)), f32(448))))
-    best, bc, bcodes = b0, None, None
+    best, bt, bcodes = b0, None, [0] * 16
     for b in range(max(1, b0 - below), min(0x7E, b0 + above) + 1):
         S = f32(f32(DEC[b]) / f32(gs))
-        if not S > 0:
+        R = f32(f32(1) / S) if S > 0 else f32(np.inf)
+        if not (S > 0 and np.isfinite(S) and np.isfinite(R)):
             continue
-        c = float(lam) * float(cs[b])
-        codes = []
-        for j in range(16):
-            code = choose_code(w[j], S, wt[j], lam, cc)
-            codes.append(code)
-            err = float(w[j]) - value(code) * float(S)
-            c += float(wt[j]) * err * err + float(lam) * float(cc[code])
-        if bc is None or c < bc:
-            best, bc, bcodes = b, c, codes
+        cost_codes = [code_cost(w[j], S, R, f32(wt[j]), lam, cc) for j in range(16)]
+        total = f32(f32(lam * cs[b]) + tree16([c for c, _ in cost_codes]))
+        if bt is None or total < bt:
+            best, bt, bcodes = b, total, [k for _, k in cost_codes]
     return best, bcodes
 
 
