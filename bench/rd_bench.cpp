@@ -1,5 +1,6 @@
-// rd quantization speed without calibration: one Qwen3-4B q_proj-shaped slice of BF16 weights on one
-// thread, the whole layer job (pass 0 + per-tensor table passes) and one pass with fixed tables.
+// rd quantization speed without calibration, one thread, in BF16 input bytes per CPU second: the block
+// kernel alone (scalar vs AVX-512), one pass with fixed tables, the per-tensor-tables layer job. The whole
+// `fp4z quantize --method rd` process is timed by bench/rd_speed.sh.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -38,6 +39,33 @@ Fixture& fixture() {
   static Fixture f;
   return f;
 }
+
+// The block decision kernel alone over the slice (no packing, no threads): scalar vs AVX-512.
+template <bool kAvx512>
+void BM_RdBlockKernel(benchmark::State& state) {
+  Fixture& f = fixture();
+  if (kAvx512 && !rd_blocks_use_avx512()) {
+    state.SkipWithError("no AVX-512 on this CPU");
+    return;
+  }
+  RdBlockParams p;
+  p.gs = f.gs;
+  p.lambda = float(state.range(0)) * 1e-7f;
+  p.costs = &f.tables;
+  const RdPrepared t = rd_prepare(p);
+  std::vector<uint8_t> codes(static_cast<size_t>(kCols)), scales(static_cast<size_t>(kRows * kCols / 16));
+  for (auto _ : state) {
+    double sq = 0;
+    for (int64_t r = 0; r < kRows; ++r) {
+      auto fn = kAvx512 ? rd_choose_blocks_avx512 : rd_choose_blocks_scalar;
+      fn(t, f.w.data() + r * kCols, nullptr, size_t(kCols / 16), codes.data(), scales.data() + r * kCols / 16, &sq);
+    }
+    benchmark::DoNotOptimize(sq);
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
+}
+BENCHMARK(BM_RdBlockKernel<false>)->Name("BM_RdBlockKernel/scalar")->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_RdBlockKernel<true>)->Name("BM_RdBlockKernel/avx512")->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 // One rd pass with fixed (model-wide) tables: what `--rd-tables pooled` does per layer per run.
 void BM_RdPassFixedTables(benchmark::State& state) {

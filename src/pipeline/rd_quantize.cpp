@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/file_text.h"
 #include "common/parallel.h"
+#include "format/dtype.h"
 #include "model/forward.h"
 #include "model/linear.h"
 #include "model/model.h"
@@ -113,6 +114,12 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   }
 
   if (!o.calibration.empty()) setup_calibration();
+  if (!model_) {
+    uint64_t total = 0;
+    for (const auto& m : modules) total += uint64_t(src.get(m + ".weight").info->numel());
+    sample_stride_ = int64_t(std::max<uint64_t>(1, total / std::max(kRdSampleMinWeights, total / kRdSampleFraction)));
+    sampling_ = sample_stride_ > 1;
+  }
 
   // Rate tables. "pooled": one model-wide table pair, from the pooled histogram of a whole-model
   // run, refined a fixed number of times (the estimate does not converge); the figure that
@@ -151,6 +158,8 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
     }
   }
   search_seconds_ = since(t0);
+  sampling_ = false;
+  sample_cache_.clear();
   use_h_cache_ = false;  // the written run is fully sequential again
   h_cache_.clear();
   owner_cache_.clear();
@@ -250,6 +259,19 @@ std::vector<float> RdJob::load_weight(const std::string& module) const {
   const TensorRef& r = src_.get(module + ".weight");
   std::vector<float> w(size_t(r.info->numel()));
   convert_to_f32(r.data(), r.info->dtype, w.size(), w.data());
+  return w;
+}
+
+const std::vector<float>& RdJob::sample_weight(const std::string& module, int64_t* rows) {
+  const TensorRef& r = src_.get(module + ".weight");
+  const int64_t N = r.info->shape[0], K = r.info->shape[1];
+  *rows = (N + sample_stride_ - 1) / sample_stride_;
+  auto it = sample_cache_.find(module);
+  if (it != sample_cache_.end()) return it->second;
+  std::vector<float>& w = sample_cache_[module];
+  w.resize(size_t(*rows * K));
+  const size_t row_bytes = size_t(K) * dtype_size(r.info->dtype);
+  for (int64_t i = 0; i < *rows; ++i) convert_to_f32(r.data() + size_t(i * sample_stride_) * row_bytes, r.info->dtype, size_t(K), w.data() + i * K);
   return w;
 }
 
@@ -389,6 +411,13 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   }
   for (const auto& m : u.modules) {
     const TensorInfo& t = *src_.get(m + ".weight").info;
+    if (sampling_ && !calibrated) {
+      int64_t rows = 0;
+      const std::vector<float>& Ws = sample_weight(m, &rows);
+      done.emplace_back(m, rd_quantize_layer(Ws.data(), rows, t.shape[1], nullptr, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp,
+                                               threads_, pooled_tables_ ? &tables_ : nullptr));
+      continue;
+    }
     std::vector<float> W = load_weight(m);
     const std::vector<double>* h = nullptr;
     if (calibrated) {

@@ -21,6 +21,13 @@ namespace fp4z {
 // fused group can still take a block scale up to kRdGlobalRoom × its absmax scale below FP8's 448.
 constexpr float kRdGlobalRoom = 4.0f;
 
+// Without calibration the table and λ-search runs see a fixed subsample of rows: every s-th row of each
+// quantized Linear (rows 0, s, 2s, ...), s = ⌊total weights / max(kRdSampleMinWeights, total /
+// kRdSampleFraction)⌋ (at least 1), so the whole search (≈ 10–30 runs) costs a fraction of one full pass;
+// models of at most kRdSampleMinWeights are searched whole. The written run quantizes every row.
+constexpr uint64_t kRdSampleMinWeights = uint64_t(1) << 18;
+constexpr uint64_t kRdSampleFraction = 256;
+
 struct Model;
 struct Session;
 
@@ -55,6 +62,8 @@ class RdJob {
   using Sink = std::function<void(const std::string& module, RdLayerResult& res)>;
 
   std::vector<float> load_weight(const std::string& module) const;
+  // The search runs' rows of `module` (every sample_stride_-th row, cached), and their count.
+  const std::vector<float>& sample_weight(const std::string& module, int64_t* rows);
   void begin_run(double lambda);
   void process_unit(size_t u, const Sink& sink);
   // Quantizes everything at λ without writing; returns the pooled ideal bits/weight and, optionally,
@@ -90,6 +99,10 @@ class RdJob {
   std::map<std::string, std::vector<double>> h_cache_;
   std::map<std::string, std::string> owner_cache_;
   bool fill_h_cache_ = false, use_h_cache_ = false;
+  // uncalibrated search on a row subsample (see kRdSampleWeights)
+  int64_t sample_stride_ = 1;
+  bool sampling_ = false;
+  std::map<std::string, std::vector<float>> sample_cache_;
   // write run state
   size_t next_unit_ = 0;
   bool started_ = false;
