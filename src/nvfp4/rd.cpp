@@ -159,8 +159,10 @@ RdPrepared rd_prepare(const RdBlockParams& p) {
   t.below = p.below;
   t.above = p.above;
   for (int i = 0; i < 16; ++i) t.L[i] = p.lambda * c.code[i];
+  for (int i = 0; i < 16; ++i) t.L16[i] = t.L[i == 8 ? 0 : i];
   for (int b = 0; b < 128; ++b) {
     t.S[b] = e4m3_decode(uint8_t(b)) / p.gs;
+    for (int i = 0; i < 16; ++i) t.magS[b][i] = kMagnitude[i & 7] * t.S[b];
     t.R[b] = 1.0f / t.S[b];
     t.Ls[b] = p.lambda * c.scale[b];
     t.usable[b] = b >= 1 && b <= 0x7E && t.S[b] > 0.0f && std::isfinite(t.S[b]) && std::isfinite(t.R[b]);

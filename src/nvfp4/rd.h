@@ -52,6 +52,10 @@ struct RdPrepared {
   float S[128], R[128], Ls[128];
   uint8_t usable[128];
   float L[16];
+  // For vector kernels: magS[b][i] = fl(mag_(i&7)·S_b) and L16 = L with L16[8] = L[0] (index = magnitude
+  // | 8 for w < 0, so that a negative weight's zero costs code 0).
+  alignas(64) float magS[128][16];
+  alignas(64) float L16[16];
   uint8_t zero_byte = 1;
   float gs = 1;
   int below = 3, above = 12;

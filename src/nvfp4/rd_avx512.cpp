@@ -2,6 +2,8 @@
 // with permutexvar; makes exactly the decisions of rd_choose_blocks_scalar (same f32 operations).
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "nvfp4/rd.h"
 #include "nvfp4/rd_internal.h"
 
@@ -9,12 +11,24 @@ namespace fp4z {
 
 namespace {
 
-// Pairwise f32 sum of the 16 lanes in rd.h's tree order: j + 8, + 4, + 2, + 1.
-inline float tree16(__m512 c) {
-  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+// Totals of 16 candidates at once: out lane k = tree16(v[k]) (the same pairings as tree16: j + 8, + 4,
+// + 2, + 1), by a transposing reduction. After it lane 4L + e holds candidate L + 4e; the last permute
+// restores the natural order.
+inline __m512 tree16_x16(const __m512* v) {
+  __m512 s1[8], s2[4], s3[2];
+  for (int p = 0; p < 8; ++p)
+    s1[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int q = 0; q < 4; ++q)
+    s2[q] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int r = 0; r < 2; ++r)
+    s3[r] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * r], s2[2 * r + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_ps(s2[2 * r], s2[2 * r + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i natural = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(natural, t);
 }
 
 // Σ (double(deq) − double(w))² over 16 lanes in the same tree order, in double.
@@ -31,11 +45,27 @@ inline double tree16_sq_err(__m512 deq, __m512 w) {
 
 void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
                              uint8_t* scales, double* sq_err) {
-  const __m512 magnitude = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512 value = _mm512_loadu_ps(kE2M1Value);
-  const __m512 L = _mm512_loadu_ps(t.L);
-  const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1), seven = _mm512_set1_epi32(7),
-                eight = _mm512_set1_epi32(8), bias = _mm512_set1_epi32(252);
+  const __m512 L16 = _mm512_load_ps(t.L16);
+  const __m512 inf = _mm512_set1_ps(INFINITY);
+  const __m512i zero = _mm512_setzero_si512(), fifteen = _mm512_set1_epi32(15), seven = _mm512_set1_epi32(7),
+                bias = _mm512_set1_epi32(251);
+  // w' = clamp(2·exponent(a) + first mantissa bit − 251, 0, 15) indexes lo, the number of nonzero
+  // magnitudes <= a: 0 below 0.5, 1 on [0.5, 1), then one per half-octave up to 7 (from 6 on).
+  // The candidate tables give lo − 1, lo, lo + 1 clipped to 0..7; entries 16..31 (w < 0) add 8.
+  alignas(64) static const int32_t kCand[3][32] = {
+      {0, 0, 0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 6, 6, 6, 6, 8, 8, 8, 9, 10, 11, 12, 13, 14, 14, 14, 14, 14, 14, 14, 14},
+      {0, 1, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+      {1, 2, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 9, 10, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15, 15}};
+  __m512i cand_lo[3], cand_hi[3];
+  for (int k = 0; k < 3; ++k) {
+    cand_lo[k] = _mm512_load_si512(kCand[k]);
+    cand_hi[k] = _mm512_load_si512(kCand[k] + 16);
+  }
+  alignas(64) int32_t idx_store[16][16];
+  alignas(64) float ls[16];
+  __m512 v[16];
+  int cb[128];
   for (size_t i = 0; i < nblocks; ++i) {
     const float* wb = w + 16 * i;
     const __m512 wv = _mm512_loadu_ps(wb);
@@ -48,55 +78,67 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
     }
     const int b0 = rd_detail::absmax_byte(amax, t.gs);
     const int first = std::max(1, b0 - t.below), last = std::min(0x7E, b0 + t.above);
-    const __m512 wtv = wt ? _mm512_loadu_ps(wt + 16 * i) : _mm512_set1_ps(1.0f);
-    bool found = false;
-    float best_total = 0, best_S = 0;
-    int best = b0;
-    __m512i best_codes = zero;
-    for (int b = first; b <= last; ++b) {
-      if (!t.usable[b]) continue;
-      const __m512 S = _mm512_set1_ps(t.S[b]);
-      const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(t.R[b]));
-      // lo = number of nonzero magnitudes <= a, from a's exponent and first mantissa bit:
-      // u = 2·exponent + bit − 252 is lo for a >= 0.75 (clipped to 0..7); a in [0.5, 0.75) has u = 0, lo = 1.
-      const __m512i u = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(a), 22), bias);
-      __m512i lo = _mm512_min_epi32(_mm512_max_epi32(u, zero), seven);
-      lo = _mm512_mask_mov_epi32(lo, _mm512_cmpeq_epi32_mask(u, zero), one);
-      const __m512i cand[3] = {_mm512_max_epi32(_mm512_sub_epi32(lo, one), zero), lo, _mm512_min_epi32(_mm512_add_epi32(lo, one), seven)};
-      __m512 best_c = _mm512_setzero_ps();
-      __m512i block_codes = zero;
-      for (int k = 0; k < 3; ++k) {
-        const __m512i m = cand[k];
-        const __m512 e = _mm512_sub_ps(x, _mm512_mul_ps(_mm512_permutexvar_ps(m, magnitude), S));
-        __m512 d = _mm512_mul_ps(e, e);
-        if (wt) d = _mm512_mul_ps(wtv, d);
-        const __m512i code = _mm512_mask_or_epi32(m, _mm512_mask_test_epi32_mask(negative, m, m), m, eight);
-        const __m512 c = _mm512_add_ps(d, _mm512_permutexvar_ps(code, L));
-        if (k == 0) {
-          best_c = c;
-          block_codes = code;
-        } else {
-          const __mmask16 lower = _mm512_cmp_ps_mask(c, best_c, _CMP_LT_OQ);
-          best_c = _mm512_mask_mov_ps(best_c, lower, c);
-          block_codes = _mm512_mask_mov_epi32(block_codes, lower, code);
-        }
-      }
-      const float total = t.Ls[b] + tree16(best_c);
-      if (!found || total < best_total) {
-        found = true;
-        best_total = total;
-        best = b;
-        best_S = t.S[b];
-        best_codes = block_codes;
-      }
-    }
-    if (!found) {
-      scales[i] = rd_detail::fixed_block(wb, uint8_t(best), codes + 16 * i, sq_err);
+    int n = 0;
+    for (int b = first; b <= last; ++b)
+      if (t.usable[b]) cb[n++] = b;
+    if (n == 0) {
+      scales[i] = rd_detail::fixed_block(wb, uint8_t(b0), codes + 16 * i, sq_err);
       continue;
     }
+    const __m512 wtv = wt ? _mm512_loadu_ps(wt + 16 * i) : _mm512_set1_ps(1.0f);
+    const __m512i sign16 = _mm512_maskz_mov_epi32(negative, _mm512_set1_epi32(16));
+    float best_total = 0;
+    int best = -1;
+    __m512i best_idx = zero;
+    for (int g = 0; g < n; g += 16) {
+      const int cnt = std::min(16, n - g);
+      for (int k = 0; k < cnt; ++k) {
+        const int b = cb[g + k];
+        const __m512 magS = _mm512_load_ps(t.magS[b]);
+        const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(t.R[b]));
+        __m512i wq = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(a), 22), bias);
+        wq = _mm512_or_si512(_mm512_min_epi32(_mm512_max_epi32(wq, zero), fifteen), sign16);
+        __m512 best_c = inf;
+        __m512i block_idx = zero;
+        for (int c = 0; c < 3; ++c) {
+          const __m512i idx = _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]);
+          const __m512 e = _mm512_sub_ps(x, _mm512_permutexvar_ps(idx, magS));
+          __m512 d = _mm512_mul_ps(e, e);
+          if (wt) d = _mm512_mul_ps(wtv, d);
+          const __m512 cost = _mm512_add_ps(d, _mm512_permutexvar_ps(idx, L16));
+          if (c == 0) {
+            best_c = cost;
+            block_idx = idx;
+          } else {
+            const __mmask16 lower = _mm512_cmp_ps_mask(cost, best_c, _CMP_LT_OQ);
+            best_c = _mm512_mask_mov_ps(best_c, lower, cost);
+            block_idx = _mm512_mask_mov_epi32(block_idx, lower, idx);
+          }
+        }
+        v[k] = best_c;
+        _mm512_store_si512(idx_store[k], block_idx);
+        ls[k] = t.Ls[b];
+      }
+      for (int k = cnt; k < 16; ++k) {
+        v[k] = inf;
+        ls[k] = 0;
+      }
+      const __m512 total = _mm512_add_ps(_mm512_load_ps(ls), tree16_x16(v));
+      const __mmask16 valid = __mmask16((1u << cnt) - 1);
+      const float lowest = _mm512_mask_reduce_min_ps(valid, total);
+      const __mmask16 at = _mm512_mask_cmp_ps_mask(valid, total, _mm512_set1_ps(lowest), _CMP_EQ_OQ);
+      if (best < 0 || lowest < best_total) {
+        const int k = at ? __builtin_ctz(unsigned(at)) : 0;
+        best_total = lowest;
+        best = cb[g + k];
+        best_idx = _mm512_load_si512(idx_store[k]);
+      }
+    }
+    // Index 8 (a negative weight's zero) is code 0.
+    const __m512i code = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(best_idx, seven), best_idx);
     scales[i] = uint8_t(best);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 16 * i), _mm512_cvtepi32_epi8(best_codes));
-    if (sq_err) *sq_err += tree16_sq_err(_mm512_mul_ps(_mm512_permutexvar_ps(best_codes, value), _mm512_set1_ps(best_S)), wv);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 16 * i), _mm512_cvtepi32_epi8(code));
+    if (sq_err) *sq_err += tree16_sq_err(_mm512_mul_ps(_mm512_permutexvar_ps(code, value), _mm512_set1_ps(t.S[best])), wv);
   }
 }
 
