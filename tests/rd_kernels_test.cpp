@@ -73,8 +73,8 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
     RdCostTables tables = random_tables(rng);
     for (size_t b = 0; b < kBlocks; ++b) make_block(int(b % 10), rng, w.data() + 16 * b);
     std::uniform_real_distribution<float> uw(0.0f, 3.0f);
-    for (auto& x : wt) x = uw(rng);
-    for (int z = 0; z < 16; ++z) wt[size_t(z)] = 0.0f;  // a zero distortion weight
+    for (auto& x : wt) x = uw(rng) + 1e-6f;
+    for (int z = 0; z < 16; ++z) wt[size_t(z)] = 1e-38f;  // a tiny distortion weight (wt > 0 is required)
     for (float gs : scales_g)
       for (float lam : lambdas)
         for (bool weighted : {false, true}) {

@@ -68,7 +68,8 @@ RdPrepared rd_prepare(const RdBlockParams& p);
 // tree() the pairwise sum c_j + c_{j+8}, then + 4, + 2, + 1 apart (one AVX-512 register's reduction
 // order); the first candidate, then any with a strictly lower T, becomes the best. An all-zero block
 // takes the cheapest byte (zero_byte) and codes 0; no usable candidate gives b0 and codes 0. Writes
-// the codes (0..15, never 8) when codes != nullptr and the divisor S to *S. wt may be null (= 1).
+// the codes (0..15, never 8) when codes != nullptr and the divisor S to *S. wt may be null (= 1); its
+// entries must be finite and > 0 (0·∞ would make a cost NaN, which the rule leaves undefined).
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
 
 // `nblocks` consecutive blocks (w, wt and codes advance by 16 per block; wt may be null = 1): scale

@@ -31,6 +31,23 @@ inline __m512 tree16_x16(const __m512* v) {
   return _mm512_permutexvar_ps(natural, t);
 }
 
+// Per lane w' = clamp(2·exponent(a) + first mantissa bit − 251, 0, 15), a = fl(|w|·R), plus 16 for w < 0:
+// w' indexes lo, the number of nonzero magnitudes <= a (0 below 0.5, 1 on [0.5, 1), then one per
+// half-octave up to 7 from 6 on), exactly as the comparisons would for any a >= 0 that is not NaN.
+inline __m512i lo_table_index(__m512 x, float R, __m512i sign16) {
+  const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(R));
+  const __m512i w = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(a), 22), _mm512_set1_epi32(251));
+  return _mm512_or_si512(_mm512_min_epi32(_mm512_max_epi32(w, _mm512_setzero_si512()), _mm512_set1_epi32(15)), sign16);
+}
+
+// fl(fl(wt·fl(e·e)) + L16[idx]) with e = fl(|w| − magS[idx]) for the code index idx of each lane.
+inline __m512 candidate_cost(__m512i idx, __m512 x, __m512 magS, __m512 wtv, bool weighted, __m512 L16) {
+  const __m512 e = _mm512_sub_ps(x, _mm512_permutexvar_ps(idx, magS));
+  __m512 d = _mm512_mul_ps(e, e);
+  if (weighted) d = _mm512_mul_ps(wtv, d);
+  return _mm512_add_ps(d, _mm512_permutexvar_ps(idx, L16));
+}
+
 // Σ (double(deq) − double(w))² over 16 lanes in the same tree order, in double.
 inline double tree16_sq_err(__m512 deq, __m512 w) {
   const __m512d e_lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(deq)), _mm512_cvtps_pd(_mm512_castps512_ps256(w)));
@@ -48,11 +65,9 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
   const __m512 value = _mm512_loadu_ps(kE2M1Value);
   const __m512 L16 = _mm512_load_ps(t.L16);
   const __m512 inf = _mm512_set1_ps(INFINITY);
-  const __m512i zero = _mm512_setzero_si512(), fifteen = _mm512_set1_epi32(15), seven = _mm512_set1_epi32(7),
-                bias = _mm512_set1_epi32(251);
-  // w' = clamp(2·exponent(a) + first mantissa bit − 251, 0, 15) indexes lo, the number of nonzero
-  // magnitudes <= a: 0 below 0.5, 1 on [0.5, 1), then one per half-octave up to 7 (from 6 on).
-  // The candidate tables give lo − 1, lo, lo + 1 clipped to 0..7; entries 16..31 (w < 0) add 8.
+  const __m512i zero = _mm512_setzero_si512(), seven = _mm512_set1_epi32(7);
+  // The candidate tables, indexed by lo_table_index: lo − 1, lo, lo + 1 clipped to 0..7; entries
+  // 16..31 (w < 0) add 8.
   alignas(64) static const int32_t kCand[3][32] = {
       {0, 0, 0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 6, 6, 6, 6, 8, 8, 8, 9, 10, 11, 12, 13, 14, 14, 14, 14, 14, 14, 14, 14},
       {0, 1, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15},
@@ -62,7 +77,6 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
     cand_lo[k] = _mm512_load_si512(kCand[k]);
     cand_hi[k] = _mm512_load_si512(kCand[k] + 16);
   }
-  alignas(64) int32_t idx_store[16][16];
   alignas(64) float ls[16];
   __m512 v[16];
   int cb[128];
@@ -89,34 +103,20 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
     const __m512i sign16 = _mm512_maskz_mov_epi32(negative, _mm512_set1_epi32(16));
     float best_total = 0;
     int best = -1;
-    __m512i best_idx = zero;
     for (int g = 0; g < n; g += 16) {
       const int cnt = std::min(16, n - g);
       for (int k = 0; k < cnt; ++k) {
         const int b = cb[g + k];
         const __m512 magS = _mm512_load_ps(t.magS[b]);
-        const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(t.R[b]));
-        __m512i wq = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(a), 22), bias);
-        wq = _mm512_or_si512(_mm512_min_epi32(_mm512_max_epi32(wq, zero), fifteen), sign16);
+        const __m512i wq = lo_table_index(x, t.R[b], sign16);
+        // The best cost per weight: its value does not depend on which of equal costs wins, so a
+        // plain minimum; the winning codes are worked out for the chosen candidate only (below).
         __m512 best_c = inf;
-        __m512i block_idx = zero;
         for (int c = 0; c < 3; ++c) {
           const __m512i idx = _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]);
-          const __m512 e = _mm512_sub_ps(x, _mm512_permutexvar_ps(idx, magS));
-          __m512 d = _mm512_mul_ps(e, e);
-          if (wt) d = _mm512_mul_ps(wtv, d);
-          const __m512 cost = _mm512_add_ps(d, _mm512_permutexvar_ps(idx, L16));
-          if (c == 0) {
-            best_c = cost;
-            block_idx = idx;
-          } else {
-            const __mmask16 lower = _mm512_cmp_ps_mask(cost, best_c, _CMP_LT_OQ);
-            best_c = _mm512_mask_mov_ps(best_c, lower, cost);
-            block_idx = _mm512_mask_mov_epi32(block_idx, lower, idx);
-          }
+          best_c = _mm512_min_ps(best_c, candidate_cost(idx, x, magS, wtv, wt != nullptr, L16));
         }
         v[k] = best_c;
-        _mm512_store_si512(idx_store[k], block_idx);
         ls[k] = t.Ls[b];
       }
       for (int k = cnt; k < 16; ++k) {
@@ -128,10 +128,22 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
       const float lowest = _mm512_mask_reduce_min_ps(valid, total);
       const __mmask16 at = _mm512_mask_cmp_ps_mask(valid, total, _mm512_set1_ps(lowest), _CMP_EQ_OQ);
       if (best < 0 || lowest < best_total) {
-        const int k = at ? __builtin_ctz(unsigned(at)) : 0;
         best_total = lowest;
-        best = cb[g + k];
-        best_idx = _mm512_load_si512(idx_store[k]);
+        best = cb[g + (at ? __builtin_ctz(unsigned(at)) : 0)];
+      }
+    }
+    // The chosen candidate's codes: the first of the lowest costs among lo − 1, lo, lo + 1.
+    __m512i best_idx = zero;
+    {
+      const __m512 magS = _mm512_load_ps(t.magS[best]);
+      const __m512i wq = lo_table_index(x, t.R[best], sign16);
+      __m512 best_c = inf;
+      for (int c = 0; c < 3; ++c) {
+        const __m512i idx = _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]);
+        const __m512 cost = candidate_cost(idx, x, magS, wtv, wt != nullptr, L16);
+        const __mmask16 lower = c == 0 ? __mmask16(0xFFFF) : _mm512_cmp_ps_mask(cost, best_c, _CMP_LT_OQ);
+        best_c = _mm512_mask_mov_ps(best_c, lower, cost);
+        best_idx = _mm512_mask_mov_epi32(best_idx, lower, idx);
       }
     }
     // Index 8 (a negative weight's zero) is code 0.
