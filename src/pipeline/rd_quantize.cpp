@@ -418,7 +418,11 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
                                                threads_, pooled_tables_ ? &tables_ : nullptr));
       continue;
     }
-    std::vector<float> W = load_weight(m);
+    // One f32 buffer reused across tensors: a fresh 100 MB vector per tensor costs its page faults again.
+    std::vector<float>& W = weight_buf_;
+    const TensorRef& ref = src_.get(m + ".weight");
+    W.resize(size_t(ref.info->numel()));
+    convert_to_f32(ref.data(), ref.info->dtype, W.size(), W.data());
     const std::vector<double>* h = nullptr;
     if (calibrated) {
       auto it = owner.find(m);

@@ -103,6 +103,7 @@ class RdJob {
   int64_t sample_stride_ = 1;
   bool sampling_ = false;
   std::map<std::string, std::vector<float>> sample_cache_;
+  std::vector<float> weight_buf_;  // the current tensor in f32 (reused)
   // write run state
   size_t next_unit_ = 0;
   bool started_ = false;
