@@ -95,12 +95,15 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
               ASSERT_EQ(codes_s[16 * b + size_t(j)], codes_v[16 * b + size_t(j)]) << "block " << b << " lane " << j;
               ASSERT_NE(codes_s[16 * b + size_t(j)], 8) << "negative zero chosen";
             }
-            // The single-block API (candidate values computed per call) decides the same.
-            uint8_t one[16];
-            float S1;
-            ASSERT_EQ(rd_choose_block(w.data() + 16 * b, wtp ? wtp + 16 * b : nullptr, p, one, &S1), bytes_s[b]);
-            ASSERT_EQ(0, std::memcmp(one, codes_s.data() + 16 * b, 16));
-            ASSERT_EQ(S1, e4m3_decode(bytes_s[b]) / gs);
+            // The single-block API (scalar: candidate values computed per call; dispatched: the
+            // per-thread prepared tables) decides the same.
+            for (auto fn : {rd_choose_block_scalar, rd_choose_block}) {
+              uint8_t one[16];
+              float S1;
+              ASSERT_EQ(fn(w.data() + 16 * b, wtp ? wtp + 16 * b : nullptr, p, one, &S1), bytes_s[b]);
+              ASSERT_EQ(0, std::memcmp(one, codes_s.data() + 16 * b, 16));
+              ASSERT_EQ(S1, e4m3_decode(bytes_s[b]) / gs);
+            }
           }
           ASSERT_EQ(0, std::memcmp(&sq_s, &sq_v, sizeof sq_s)) << sq_s << " vs " << sq_v;
           compared += kBlocks;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/cpu.h"
 #include "nvfp4/codec.h"
@@ -173,7 +174,47 @@ RdPrepared rd_prepare(const RdBlockParams& p) {
   return t;
 }
 
+namespace {
+
+// rd_choose_block's prepared tables for the AVX-512 kernel, per thread, rebuilt when the parameters or
+// the tables' contents change (callers update one RdCostTables in place between passes).
+struct PreparedCache {
+  bool valid = false;
+  float gs = 0, lambda = 0;
+  int below = 0, above = 0;
+  RdCostTables costs{};
+  RdPrepared t;
+};
+
+const RdPrepared& prepared_for(const RdBlockParams& p) {
+  thread_local PreparedCache cache;
+  if (!cache.valid || cache.gs != p.gs || cache.lambda != p.lambda || cache.below != p.below || cache.above != p.above ||
+      std::memcmp(&cache.costs, p.costs, sizeof(RdCostTables)) != 0) {
+    cache.t = rd_prepare(p);
+    cache.gs = p.gs;
+    cache.lambda = p.lambda;
+    cache.below = p.below;
+    cache.above = p.above;
+    cache.costs = *p.costs;
+    cache.valid = true;
+  }
+  return cache.t;
+}
+
+}  // namespace
+
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S) {
+  static const bool avx512 = rd_blocks_use_avx512();
+  if (avx512) {
+    uint8_t own[16], byte;
+    rd_choose_blocks_avx512(prepared_for(p), w, wt, 1, codes ? codes : own, &byte, nullptr);
+    *S = e4m3_decode(byte) / p.gs;
+    return byte;
+  }
+  return rd_choose_block_scalar(w, wt, p, codes, S);
+}
+
+uint8_t rd_choose_block_scalar(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S) {
   const RdCostTables& c = *p.costs;
   float L[16];
   for (int i = 0; i < 16; ++i) L[i] = p.lambda * c.code[i];

@@ -70,7 +70,9 @@ RdPrepared rd_prepare(const RdBlockParams& p);
 // takes the cheapest byte (zero_byte) and codes 0; no usable candidate gives b0 and codes 0. Writes
 // the codes (0..15, never 8) when codes != nullptr and the divisor S to *S. wt may be null (= 1); its
 // entries must be finite and > 0 (0·∞ would make a cost NaN, which the rule leaves undefined).
+// Uses the AVX-512 kernel when the CPU has it (with tables prepared once per thread and parameter set).
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
+uint8_t rd_choose_block_scalar(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
 
 // `nblocks` consecutive blocks (w, wt and codes advance by 16 per block; wt may be null = 1): scale
 // bytes to scales[], codes to codes[] and, when sq_err != nullptr, adds the blocks' squared error
