@@ -158,6 +158,108 @@ TEST(RdDecisions, GptqFeedbackMatchesNumpyOracle) {
   EXPECT_LT(fb.h_error, plain_h);
 }
 
+// Input correction and code refinement (the calibrated defaults) against tests/py/oracle_rd_refine.py,
+// plus the property the refinement exists for: it never raises Δwᵀ H_d Δw + λ·R and ends at a point no
+// single-code change improves.
+TEST(RdRefine, InputCorrectionAndCodeRefinementMatchNumpyOracle) {
+  const int64_t N = 6, K = 48, T = 300;
+  auto W = test_weights(N, K, 23);
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  // x̃ = x + noise (the quantized model's inputs), x correlated; column 7 dead in x̃.
+  std::vector<double> X(size_t(T * K)), Xq(size_t(T * K));
+  for (int64_t t = 0; t < T; ++t) {
+    double common = nd(rng);
+    for (int64_t k = 0; k < K; ++k) {
+      X[size_t(t * K + k)] = nd(rng) + 0.6 * common;
+      Xq[size_t(t * K + k)] = k == 7 ? 0.0 : X[size_t(t * K + k)] + 0.3 * nd(rng);
+    }
+  }
+  std::vector<double> H(size_t(K * K), 0.0), C(size_t(K * K), 0.0);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = 0; j < K; ++j)
+      for (int64_t t = 0; t < T; ++t) {
+        H[size_t(i * K + j)] += Xq[size_t(t * K + i)] * Xq[size_t(t * K + j)] / double(T);
+        C[size_t(i * K + j)] += X[size_t(t * K + i)] * Xq[size_t(t * K + j)] / double(T);
+      }
+  const double damp = 0.03;
+  std::vector<float> target = rd_input_corrected_weight(W, N, K, C, H, damp, 2);
+  // Where x = x̃ the target is the weight itself.
+  EXPECT_EQ(rd_input_corrected_weight(W, N, K, H, H, damp, 2), W);
+
+  RdCostTables tables = test_tables();
+  RdBlockParams p;
+  p.gs = 2688.0f / (0.15f * 4.0f);
+  p.lambda = 3e-6f;
+  p.costs = &tables;
+  std::vector<float> U;
+  rd_inverse_cholesky_upper(H, K, damp, U);
+  std::vector<uint8_t> packed(size_t(N * K / 2)), scales(size_t(N * K / 16));
+  rd_quantize_pass(target.data(), N, K, U.data(), p, packed.data(), scales.data(), 2);
+  const std::vector<uint8_t> start = unpack_all(packed, size_t(N * K));
+  const int sweeps = 6;
+  rd_refine_codes(target.data(), N, K, H, damp, p, packed.data(), scales.data(), sweeps, 2);
+  const std::vector<uint8_t> refined = unpack_all(packed, size_t(N * K));
+
+  TempDir dir("fp4z-rd-refine");
+  write_raw(dir / "W.f32", W);
+  write_raw(dir / "T.f32", target);
+  write_raw(dir / "C.f64", C);
+  write_raw(dir / "H.f64", H);
+  write_raw(dir / "codes.u8", start);
+  write_raw(dir / "scales.u8", scales);
+  write_raw(dir / "costs_code.f32", std::vector<float>(tables.code, tables.code + 16));
+  char params[256];
+  std::snprintf(params, sizeof params, R"({"N": %lld, "K": %lld, "gs": %.9g, "lambda": %.9g, "damp": %.9g, "sweeps": %d})", (long long)N,
+                (long long)K, double(p.gs), double(p.lambda), damp, sweeps);
+  write_text(dir / "params.json", params);
+  auto r = run_command(kPython + " " + kSourceDir + "/tests/py/oracle_rd_refine.py " + dir.path);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto want_target = read_raw<float>(dir / "oracle_target.f32", size_t(N * K));
+  double max_rel = 0, amax = 0;
+  for (float v : want_target) amax = std::max(amax, double(std::fabs(v)));
+  for (size_t i = 0; i < target.size(); ++i) max_rel = std::max(max_rel, std::fabs(double(target[i]) - double(want_target[i])) / amax);
+  EXPECT_LT(max_rel, 1e-5);
+  double moved = 0;
+  for (size_t i = 0; i < W.size(); ++i) moved = std::max(moved, std::fabs(double(target[i]) - double(W[i])) / amax);
+  EXPECT_GT(moved, 1e-3) << "the correction should move the weight when x̃ differs from x";
+  EXPECT_EQ(refined, read_raw<uint8_t>(dir / "oracle_refined.u8", size_t(N * K)));
+  EXPECT_NE(refined, start) << "the refinement changed nothing: the test does not exercise it";
+
+  // Objective of a code matrix, from scratch (damped H as the refinement uses it).
+  std::vector<double> Hd = H;
+  double mean = 0;
+  for (int64_t j = 0; j < K; ++j) mean += H[size_t(j * K + j)] / double(K);
+  for (int64_t j = 0; j < K; ++j) Hd[size_t(j * K + j)] += (H[size_t(j * K + j)] == 0 ? 1.0 : 0.0) + damp * mean;
+  auto objective = [&](const std::vector<uint8_t>& c, int64_t row) {
+    std::vector<double> dw(static_cast<size_t>(K));
+    double rate = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      dw[size_t(k)] = double(kE2M1Value[c[size_t(row * K + k)]]) * double(e4m3_decode(scales[size_t(row * K / 16 + k / 16)])) / double(p.gs) -
+                      double(target[size_t(row * K + k)]);
+      rate += tables.code[c[size_t(row * K + k)]];
+    }
+    double q = 0;
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < K; ++j) q += dw[size_t(i)] * Hd[size_t(i * K + j)] * dw[size_t(j)];
+    return q + double(p.lambda) * rate;
+  };
+  for (int64_t row = 0; row < N; ++row) EXPECT_LE(objective(refined, row), objective(start, row) * (1 + 1e-12)) << "row " << row;
+  // Converged (many sweeps): no single code change lowers the objective.
+  rd_refine_codes(target.data(), N, K, H, damp, p, packed.data(), scales.data(), 100, 2);
+  std::vector<uint8_t> conv = unpack_all(packed, size_t(N * K));
+  for (int64_t row = 0; row < N; ++row) {
+    const double base = objective(conv, row);
+    for (int64_t k = 0; k < K; ++k)
+      for (uint8_t c2 = 0; c2 < 16; ++c2) {
+        if (c2 == 8) continue;
+        std::vector<uint8_t> alt = conv;
+        alt[size_t(row * K + k)] = c2;
+        ASSERT_GE(objective(alt, row), base - 1e-12 * std::fabs(base)) << "row " << row << " col " << k << " code " << int(c2);
+      }
+  }
+}
+
 TEST(RdRate, IdealBitsAreCodeEntropyPlusScaleEntropyOverSixteen) {
   Nvfp4Histogram h;
   // codes 0,1 and 8 (counted as 0): 3/4 zeros, 1/4 ones -> H = 0.811278 bits; two scale values equally often -> 1 bit / 16.

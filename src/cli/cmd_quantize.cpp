@@ -39,7 +39,10 @@ int cmd_quantize(int argc, char** argv) {
   app.add_option("--sensitivity-seqs", o.sensitivity_seqs, "rd: calibration sequences used to measure per-layer sensitivity (default 4)");
   app.add_option("--rd-weighting", o.rd_weighting, "rd with calibration: sensitivity (default) or uniform");
   app.add_option("--rd-tables", o.rd_tables, "rd cost tables: pooled (model-wide, default) or tensor (each tensor's own)");
-  app.add_option("--damp", o.damp, "rd: GPTQ damping as a fraction of mean(diag H) (default 0.01)");
+  app.add_option("--damp", o.damp, "rd: GPTQ damping as a fraction of mean(diag H) (default 0.03)");
+  app.add_option("--rd-refine", o.rd_refine, "rd with calibration: code refinement sweeps after the feedback pass (default 4, 0 = off)");
+  app.add_option("--rd-inputs", o.rd_inputs, "rd with calibration: fit each layer on source (default) or quantized-model inputs");
+  app.add_option("--rd-stages", o.rd_stages, "rd with calibration: H per input group in forward order (group, default) or per layer");
   app.add_option("--threads", o.threads, "worker threads (default: all cores)");
   app.add_option("--max-shard-size", shard, "shard the output above this size (default 5GB = 5e9 bytes)");
   app.add_flag("--force", o.force, "replace an existing output directory");

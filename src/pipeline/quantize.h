@@ -30,7 +30,10 @@ struct QuantizeOptions {
   int sensitivity_seqs = 4;      // of the calibration sequences, used to measure per-layer sensitivity
   std::string rd_weighting = "sensitivity";  // "sensitivity" | "uniform"
   std::string rd_tables = "pooled";  // cost tables: "pooled" (model-wide) | "tensor" (each tensor's own)
-  double damp = 0.01;            // GPTQ damping, fraction of mean(diag H)
+  double damp = 0.03;            // GPTQ damping, fraction of mean(diag H)
+  int rd_refine = 4;             // coordinate-descent sweeps over the codes after the feedback pass (calibrated)
+  std::string rd_inputs = "source";  // fit each layer to the source layer on "source" inputs, or on "quantized" ones
+  std::string rd_stages = "group";   // H per input group after the layer's earlier groups are quantized, or per "layer"
   bool force = false;
   bool quiet = false;
   int threads = 0;

@@ -151,8 +151,111 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
   });
 }
 
+std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_t N, int64_t K, const std::vector<double>& C,
+                                          const std::vector<double>& H, double damp, int threads) {
+  // M = (C − H̃)(H̃ + δ)⁻¹ from one Cholesky factor L Lᵀ = H̃ + δ (δ as the feedback pass damps).
+  double mean_diag = 0;
+  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
+  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
+  std::vector<double> L = H;
+  for (int64_t j = 0; j < K; ++j) L[size_t(j * K + j)] += damp * mean_diag + (H[size_t(j * K + j)] == 0 ? 1.0 : 0.0);
+  for (int64_t j = 0; j < K; ++j) {
+    double d = L[size_t(j * K + j)];
+    for (int64_t k = 0; k < j; ++k) d -= L[size_t(j * K + k)] * L[size_t(j * K + k)];
+    if (!(d > 0)) return W;  // not positive definite: keep the plain target
+    d = std::sqrt(d);
+    L[size_t(j * K + j)] = d;
+    for (int64_t i = j + 1; i < K; ++i) {
+      double v = L[size_t(i * K + j)];
+      for (int64_t k = 0; k < j; ++k) v -= L[size_t(i * K + k)] * L[size_t(j * K + k)];
+      L[size_t(i * K + j)] = v / d;
+    }
+  }
+  std::vector<double> M(size_t(K * K));  // row-major: row i solves (H̃ + δ) M[i, :]ᵀ = (C − H̃)[i, :]ᵀ (H̃ symmetric)
+  parallel_for(size_t(K), threads, 8, [&](size_t b, size_t e) {
+    std::vector<double> y(static_cast<size_t>(K));
+    for (size_t i = b; i < e; ++i) {
+      for (int64_t k = 0; k < K; ++k) y[k] = C[i * size_t(K) + size_t(k)] - H[i * size_t(K) + size_t(k)];
+      for (int64_t k = 0; k < K; ++k) {
+        double v = y[k];
+        for (int64_t m = 0; m < k; ++m) v -= L[size_t(k * K + m)] * y[m];
+        y[k] = v / L[size_t(k * K + k)];
+      }
+      for (int64_t k = K - 1; k >= 0; --k) {
+        double v = y[k];
+        for (int64_t m = k + 1; m < K; ++m) v -= L[size_t(m * K + k)] * y[m];
+        y[k] = v / L[size_t(k * K + k)];
+      }
+      std::copy(y.begin(), y.end(), M.begin() + int64_t(i) * K);
+    }
+  });
+  std::vector<float> out(W.size());
+  parallel_for(size_t(N), threads, 4, [&](size_t b, size_t e) {
+    for (size_t r = b; r < e; ++r)
+      for (int64_t j = 0; j < K; ++j) {
+        double v = W[r * size_t(K) + size_t(j)];
+        for (int64_t i = 0; i < K; ++i) v += double(W[r * size_t(K) + size_t(i)]) * M[size_t(i * K + j)];
+        out[r * size_t(K) + size_t(j)] = float(v);
+      }
+  });
+  return out;
+}
+
+
+void rd_refine_codes(const float* W, int64_t N, int64_t K, const std::vector<double>& H, double damp, const RdBlockParams& p,
+                     uint8_t* packed, const uint8_t* scales, int sweeps, int threads) {
+  double mean_diag = 0;
+  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
+  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
+  std::vector<double> Hd = H;  // the damped H that the feedback pass used
+  for (int64_t j = 0; j < K; ++j) Hd[size_t(j * K + j)] += (H[size_t(j * K + j)] == 0 ? 1.0 : 0.0) + damp * mean_diag;
+  const double lambda = p.lambda;
+  parallel_for(size_t(N), threads, 4, [&](size_t b, size_t e) {
+    std::vector<uint8_t> codes(static_cast<size_t>(K));
+    std::vector<double> dw(static_cast<size_t>(K)), g(static_cast<size_t>(K));
+    for (size_t r = b; r < e; ++r) {
+      unpack_nibbles(packed + r * size_t(K) / 2, size_t(K), codes.data());
+      for (int64_t k = 0; k < K; ++k)
+        dw[k] = double(kE2M1Value[codes[k]]) * double(e4m3_decode(scales[r * size_t(K / 16) + size_t(k / 16)])) / double(p.gs) -
+                double(W[int64_t(r) * K + k]);
+      for (int64_t i = 0; i < K; ++i) {
+        double s = 0;
+        for (int64_t j = 0; j < K; ++j) s += Hd[size_t(i * K + j)] * dw[j];
+        g[i] = s;
+      }
+      for (int sweep = 0; sweep < sweeps; ++sweep) {
+        bool changed = false;
+        for (int64_t j = 0; j < K; ++j) {
+          const double S = double(e4m3_decode(scales[r * size_t(K / 16) + size_t(j / 16)])) / double(p.gs);
+          const uint8_t c = codes[j];
+          const double hjj = Hd[size_t(j * K + j)];
+          double best = 0;
+          int best_c = -1;
+          for (int c2 = 0; c2 < 16; ++c2) {
+            if (c2 == 8 || c2 == c) continue;
+            const double d = (double(kE2M1Value[c2]) - double(kE2M1Value[c])) * S;
+            const double delta = 2 * d * g[j] + d * d * hjj + lambda * (double(p.costs->code[c2]) - double(p.costs->code[c]));
+            if (delta < best - 1e-18) {
+              best = delta;
+              best_c = c2;
+            }
+          }
+          if (best_c < 0) continue;
+          const double d = (double(kE2M1Value[best_c]) - double(kE2M1Value[c])) * S;
+          for (int64_t i = 0; i < K; ++i) g[i] += d * Hd[size_t(i * K + j)];
+          dw[j] += d;
+          codes[j] = uint8_t(best_c);
+          changed = true;
+        }
+        if (!changed) break;
+      }
+      pack_row(codes.data(), K, packed + r * size_t(K) / 2);
+    }
+  });
+}
+
 RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
-                                double damp, int threads, const RdCostTables* tables) {
+                                double damp, int threads, const RdCostTables* tables, int refine_sweeps) {
   auto t0 = std::chrono::steady_clock::now();
   RdLayerResult res;
   res.packed.resize(size_t(N * K / 2));
@@ -191,6 +294,7 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
     pass();
   }
   if (!tables) res.costs = costs;
+  if (H && refine_sweeps > 0) rd_refine_codes(W, N, K, *H, damp, p, res.packed.data(), res.scales.data(), refine_sweeps, threads);
   res.hist.add_packed(res.packed.data(), res.packed.size());
   res.hist.add_scales(res.scales.data(), res.scales.size());
   // Error metrics, per row in double, summed in row order.

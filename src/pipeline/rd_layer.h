@@ -27,6 +27,20 @@ double rd_inverse_cholesky_upper(const std::vector<double>& H, int64_t K, double
 void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, const RdBlockParams& p, uint8_t* packed,
                       uint8_t* scales, int threads);
 
+// The weight whose GPTQ quantization on the quantized model's inputs x̃ best reproduces the source
+// layer on the source model's inputs x: argmin_Q E‖W x − Q x̃‖² = W C H̃⁻¹ with C = E[x x̃ᵀ] and
+// H̃ = E[x̃ x̃ᵀ] (both K×K, row-major), computed as W + W (C − H̃)(H̃ + δ)⁻¹ with δ the feedback pass's
+// damping, so that it is exactly W where x = x̃ (the first layer) and damping does not shrink W.
+// Returns W unchanged if H̃ + δ is not positive definite.
+std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_t N, int64_t K, const std::vector<double>& C,
+                                             const std::vector<double>& H, double damp, int threads);
+
+// Coordinate descent on the codes of W's rows after the feedback pass, scales fixed: each sweep visits
+// every element and takes the code that lowers Δwᵀ H_d Δw + λ·cost the most (H_d damped as the
+// feedback pass damps it), keeping H_d Δw current. Stops early when a sweep changes nothing.
+void rd_refine_codes(const float* W, int64_t N, int64_t K, const std::vector<double>& H, double damp, const RdBlockParams& p,
+                     uint8_t* packed, const uint8_t* scales, int sweeps, int threads);
+
 struct RdLayerResult {
   std::vector<uint8_t> packed, scales;
   Nvfp4Histogram hist;
@@ -38,9 +52,10 @@ struct RdLayerResult {
 
 // The whole layer. With `tables` (model-wide tables, see RdJob): one pass with them. Without:
 // the tensor's own tables, pass 0 then kRdRatePasses passes with λ (each with the tables of the
-// previous pass's histogram). H (K×K, mean x xᵀ) may be null.
+// previous pass's histogram). H (K×K, mean x xᵀ) may be null; with H, `refine_sweeps` sweeps of
+// rd_refine_codes follow the last pass.
 RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
-                                double damp, int threads, const RdCostTables* tables = nullptr);
+                                double damp, int threads, const RdCostTables* tables = nullptr, int refine_sweeps = 0);
 
 // Dequantized value of code `c` in block scale byte `s8` with global scale gs (loaders' formula).
 float rd_dequant(uint8_t code, uint8_t s8, float gs);

@@ -55,6 +55,22 @@ void accumulate_gram(const float* x, int64_t T, int64_t K, std::vector<double>& 
   });
 }
 
+// C[i, j] += Σ_t a[t, i]·b[t, j] (full K×K), a and b are [T, K].
+void accumulate_cross(const float* a, const float* b, int64_t T, int64_t K, std::vector<double>& C, int threads) {
+  std::vector<float> at(static_cast<size_t>(K * T)), bt(static_cast<size_t>(K * T));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t k = 0; k < K; ++k) {
+      at[size_t(k * T + t)] = a[t * K + k];
+      bt[size_t(k * T + t)] = b[t * K + k];
+    }
+  const Isa isa = kernel_isa();
+  auto dot = isa == Isa::kAvx512 ? kernels::dot_avx512 : isa == Isa::kAvx2 ? kernels::dot_avx2 : kernels::dot_scalar;
+  parallel_for(size_t(K), threads, 4, [&](size_t b0, size_t e) {
+    for (size_t i = b0; i < e; ++i)
+      for (int64_t j = 0; j < K; ++j) C[i * size_t(K) + size_t(j)] += double(dot(at.data() + i * T, bt.data() + j * T, T));
+  });
+}
+
 Linear nvfp4_linear(const Linear& like, const uint8_t* packed, const uint8_t* scales, float gs) {
   Linear q = like;
   q.kind = WeightKind::kNvfp4;
@@ -113,6 +129,11 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
     }
   }
 
+  if (o.rd_inputs != "source" && o.rd_inputs != "quantized") fail_input("--rd-inputs must be source or quantized");
+  if (o.rd_stages != "group" && o.rd_stages != "layer") fail_input("--rd-stages must be group or layer");
+  if (o.rd_refine < 0 || o.rd_refine > 100) fail_input("--rd-refine must be in 0..100");
+  input_correction_ = !o.calibration.empty() && o.rd_inputs == "source";
+  staged_calibration_ = o.rd_stages == "group";
   if (!o.calibration.empty()) setup_calibration();
   if (!model_) {
     uint64_t total = 0;
@@ -156,19 +177,36 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
       tables_ = rd_costs_from_histogram(h);
       lambda_ = search_lambda(b0, d0, lambda_);
     }
+    // The search runs reuse the λ = 0 run's H and targets; the written run recomputes them behind this
+    // λ's quantized layers, which moves the rate a little. A sequential run checks the rate the output
+    // will have; above the target, aim lower (then, if that is not enough, raise λ step by step).
+    double aim = target;
+    for (int i = 0; i < 6 && use_h_cache_; ++i) {
+      use_h_cache_ = false;
+      const double b = run_bits(lambda_);
+      use_h_cache_ = true;
+      if (b <= target) break;
+      if (i < 3) {
+        aim -= b - target + 0.0005;
+        lambda_ = search_lambda(b0, d0, lambda_, aim);
+      } else {
+        lambda_ *= 1.15;
+      }
+    }
   }
   search_seconds_ = since(t0);
   sampling_ = false;
   sample_cache_.clear();
   use_h_cache_ = false;  // the written run is fully sequential again
   h_cache_.clear();
+  target_cache_.clear();
   owner_cache_.clear();
 }
 
 // The largest rate not above the target: λ bracketed by factors of 10 from the λ = 0 run's mean
 // distortion per weight, then regula falsi on log λ.
-double RdJob::search_lambda(double b0, double d0, double hint) {
-  const double target = o_.target_bits;
+double RdJob::search_lambda(double b0, double d0, double hint, double aim) {
+  const double target = aim > 0 ? aim : o_.target_bits;
   double lo = 0, blo = b0, hi = -1, bhi = 0;
   double lam = hint > 0 ? hint / 1.5 : d0 > 0 ? d0 : 1e-12;
   const double step = hint > 0 ? 1.5 : 10;  // a hint (the previous round's λ) is close
@@ -352,6 +390,7 @@ void RdJob::begin_run(double lambda) {
   hidden_.assign(size_t(int64_t(seqs_.size()) * ctx_ * Hd), 0.0f);
   for (size_t s = 0; s < seqs_.size(); ++s)
     for (int64_t t = 0; t < ctx_; ++t) model_->embed.row(seqs_[s][size_t(t)], hidden_.data() + (int64_t(s) * ctx_ + t) * Hd);
+  if (input_correction_) hidden_fp_ = hidden_;
 }
 
 void RdJob::process_unit(size_t ui, const Sink& sink) {
@@ -359,57 +398,9 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   std::vector<std::pair<std::string, RdLayerResult>> done;
   const bool calibrated = model_ && u.layer >= 0 && model_linear(u.layer, u.modules[0]);
   std::map<std::string, std::vector<double>> H;  // per input owner module
+  std::map<std::string, std::vector<double>> C;  // per input owner: E[x x̃ᵀ] (input correction)
   std::map<std::string, std::string> owner;       // module -> the module whose H it shares
-  bool cached = calibrated && use_h_cache_;
-  for (const auto& m : u.modules) cached = cached && owner_cache_.count(m);
-  if (cached)
-    for (const auto& m : u.modules) {
-      owner[m] = owner_cache_[m];
-      if (!H.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
-    }
-  if (calibrated && !cached) {
-    auto t0 = Clock::now();
-    const int64_t Hd = model_->cfg.hidden;
-    std::set<std::string> wanted(u.modules.begin(), u.modules.end());
-    const float* prev_x = nullptr;
-    std::string prev_module;
-    session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
-      if (layer != u.layer) return;
-      const bool same_input = x == prev_x;
-      const std::string prev = prev_module;
-      prev_x = x;
-      prev_module = w.name;
-      if (!wanted.count(w.name)) return;
-      if (!owner.count(w.name)) owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
-      const std::string& own = owner[w.name];
-      if (own != w.name) return;  // q/k/v and gate/up read the same rows: one H
-      auto& h = H[own];
-      if (h.empty()) h.assign(size_t(w.k * w.k), 0.0);
-      accumulate_gram(x, T, w.k, h, threads_);
-    });
-    std::vector<float> scratch(static_cast<size_t>(ctx_ * Hd));
-    for (size_t s = 0; s < seqs_.size(); ++s) {
-      std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
-      session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
-    }
-    session_->set_linear_observer(nullptr);
-    const double tokens = double(int64_t(seqs_.size()) * ctx_);
-    for (auto& [m, h] : H) {
-      const int64_t K = int64_t(std::llround(std::sqrt(double(h.size()))));
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = i; j < K; ++j) {
-          double v = h[size_t(i * K + j)] / tokens;
-          h[size_t(i * K + j)] = v;
-          h[size_t(j * K + i)] = v;
-        }
-    }
-    if (fill_h_cache_) {
-      for (const auto& [m, h] : H) h_cache_[m] = h;
-      for (const auto& [m, w] : owner) owner_cache_[m] = w;
-    }
-    calib_seconds_ += since(t0);
-  }
-  for (const auto& m : u.modules) {
+  auto quantize_module = [&](const std::string& m, bool cached) {
     const TensorInfo& t = *src_.get(m + ".weight").info;
     if (sampling_ && !calibrated) {
       int64_t rows = 0;
@@ -428,21 +419,119 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       auto it = owner.find(m);
       if (it == owner.end() || !H.count(it->second)) fail_input("rd: calibration never reached '" + m + "'");
       h = &H[it->second];
+      if (cached && target_cache_.count(m)) {
+        W = target_cache_[m];
+      } else if (C.count(it->second)) {
+        W = rd_input_corrected_weight(W, t.shape[0], t.shape[1], C[it->second], *h, o_.damp, threads_);
+        if (fill_h_cache_) target_cache_[m] = W;
+      }
     }
-    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp, threads_,
-                                             pooled_tables_ ? &tables_ : nullptr));
+    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp,
+                                           threads_, pooled_tables_ ? &tables_ : nullptr, o_.rd_refine));
+  };
+  bool cached = calibrated && use_h_cache_;
+  for (const auto& m : u.modules) cached = cached && owner_cache_.count(m);
+  if (!calibrated || cached) {
+    for (const auto& m : u.modules)
+      if (cached) {
+        owner[m] = owner_cache_[m];
+        if (!H.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
+      }
+    for (const auto& m : u.modules) quantize_module(m, cached);
+    for (auto& [m, res] : done) sink(m, res);
+    return;
   }
-  if (calibrated && !cached) {
-    // Later layers see this layer quantized (GPTQ order): swap it in and advance the hidden states.
-    auto t0 = Clock::now();
-    for (auto& [m, res] : done) {
-      Linear* ml = model_linear(u.layer, m);
-      *ml = nvfp4_linear(*ml, res.packed.data(), res.scales.data(), gs_.at(m));
+
+  // Stages in forward order, one per input group (q/k/v, o, gate/up, down): each stage's H is taken
+  // with the layer's earlier stages already quantized, so o_proj sees the quantized attention inputs.
+  auto t0 = Clock::now();
+  const int64_t Hd = model_->cfg.hidden;
+  std::set<std::string> wanted(u.modules.begin(), u.modules.end()), pending = wanted;
+  auto use_source = [&] {
+    for (auto& [m, res] : done) *model_linear(u.layer, m) = source_linear_[m];
+  };
+  auto use_quantized = [&] {
+    for (auto& [m, res] : done) *model_linear(u.layer, m) = nvfp4_linear(source_linear_[m], res.packed.data(), res.scales.data(), gs_.at(m));
+  };
+  bool capture_source_inputs = false;
+  std::map<std::string, std::vector<float>> source_x;  // owner -> this sequence's source-model inputs
+  const float* prev_x = nullptr;
+  std::string prev_module, stage;
+  session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
+    if (layer != u.layer) return;
+    const bool same_input = x == prev_x;
+    const std::string prev = prev_module;
+    prev_x = x;
+    prev_module = w.name;
+    if (!wanted.count(w.name)) return;
+    if (!owner.count(w.name)) owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
+    const std::string& own = owner[w.name];
+    if (own != w.name || !pending.count(w.name)) return;  // q/k/v and gate/up read the same rows: one H
+    if (stage.empty()) stage = own;
+    if (staged_calibration_ && own != stage) return;
+    if (capture_source_inputs) {
+      source_x[own].assign(x, x + T * w.k);
+      return;
     }
-    const int64_t Hd = model_->cfg.hidden;
-    for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
-    calib_seconds_ += since(t0);
+    auto& h = H[own];
+    if (h.empty()) h.assign(size_t(w.k * w.k), 0.0);
+    accumulate_gram(x, T, w.k, h, threads_);
+    if (input_correction_) {
+      auto& c = C[own];
+      if (c.empty()) c.assign(size_t(w.k * w.k), 0.0);
+      accumulate_cross(source_x.at(own).data(), x, T, w.k, c, threads_);
+    }
+  });
+  std::vector<float> scratch(static_cast<size_t>(ctx_ * Hd));
+  const double tokens = double(int64_t(seqs_.size()) * ctx_);
+  while (!pending.empty()) {
+    stage.clear();
+    std::set<std::string> owners_before;
+    for (const auto& [o, h] : H) owners_before.insert(o);
+    for (size_t s = 0; s < seqs_.size(); ++s) {
+      if (input_correction_) {
+        // The source model's inputs of this sequence first, to pair with the quantized model's below.
+        use_source();
+        std::copy_n(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
+        capture_source_inputs = true;
+        session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
+        capture_source_inputs = false;
+        use_quantized();
+      }
+      std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
+      session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
+    }
+    if (stage.empty()) fail_input("rd: calibration never reached '" + *pending.begin() + "'");
+    for (auto& [o, h] : H) {
+      if (owners_before.count(o)) continue;
+      const int64_t K = int64_t(std::llround(std::sqrt(double(h.size()))));
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = i; j < K; ++j) {
+          double v = h[size_t(i * K + j)] / tokens;
+          h[size_t(i * K + j)] = v;
+          h[size_t(j * K + i)] = v;
+        }
+      if (C.count(o))
+        for (double& v : C[o]) v /= tokens;
+      if (fill_h_cache_) h_cache_[o] = h;
+    }
+    for (const std::string& m : u.modules) {
+      if (!pending.count(m) || !owner.count(m) || !H.count(owner[m]) || owners_before.count(owner[m])) continue;
+      if (fill_h_cache_) owner_cache_[m] = owner[m];
+      quantize_module(m, false);
+      pending.erase(m);
+    }
+    use_quantized();
   }
+  session_->set_linear_observer(nullptr);
+  // Later layers see this layer quantized (GPTQ order): advance the hidden states.
+  for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+  if (input_correction_) {
+    use_source();
+    for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+    use_quantized();
+  }
+  calib_seconds_ += since(t0);
   for (auto& [m, res] : done) sink(m, res);
 }
 
@@ -549,6 +638,9 @@ nlohmann::ordered_json RdJob::report() const {
   j["distortion"] = model_ ? "output error: sum over rows of dW H dW^T, H = mean x x^T (GPTQ error feedback)" : "weight squared error";
   j["weighting"] = model_ ? o_.rd_weighting : "uniform";
   j["damp"] = o_.damp;
+  j["inputs"] = model_ ? json(o_.rd_inputs) : json(nullptr);
+  j["stages"] = model_ ? json(o_.rd_stages) : json(nullptr);
+  j["refine_sweeps"] = model_ ? o_.rd_refine : 0;
   j["rate_tables"] = o_.rd_tables;
   j["rate_passes"] = kRdRatePasses;
   j["global_room"] = kRdGlobalRoom;

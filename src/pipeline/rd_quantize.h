@@ -70,7 +70,8 @@ class RdJob {
   // the weighted distortion per weight.
   double run_bits(double lambda, double* distortion_per_weight = nullptr, Nvfp4Histogram* hist = nullptr);
   // --target-bits: bisection on log λ with the current tables (the rate is smooth in log λ).
-  double search_lambda(double b0, double d0, double hint = 0);
+  // `aim` (> 0) replaces the target rate (the sequential check's correction).
+  double search_lambda(double b0, double d0, double hint = 0, double aim = 0);
   void measure_sensitivities();
   void setup_calibration();
   Linear* model_linear(int64_t layer, const std::string& module);
@@ -91,6 +92,12 @@ class RdJob {
   std::map<std::string, Linear> source_linear_;
   std::vector<std::vector<int32_t>> seqs_;
   std::vector<float> hidden_;  // [seq][ctx][hidden] after the layers processed so far
+  // Input correction: the source model's hidden states beside the quantized model's, so that each layer
+  // is fitted to reproduce the source layer on source inputs (rd_quantize.cpp, input_corrected_weight).
+  bool input_correction_ = false;
+  bool staged_calibration_ = true;  // one H per input group, taken after the layer's earlier groups are quantized
+  std::vector<float> hidden_fp_;
+  std::map<std::string, std::vector<float>> target_cache_;  // module -> corrected weight (with h_cache_)
   int64_t ctx_ = 0;
   double calib_seconds_ = 0, sens_seconds_ = 0, search_seconds_ = 0;
   int search_runs_ = 0;
