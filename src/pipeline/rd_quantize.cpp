@@ -406,8 +406,8 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       int64_t rows = 0;
       const std::vector<float>& Ws = sample_weight(m, &rows);
       done.emplace_back(m, rd_quantize_layer(Ws.data(), rows, t.shape[1], nullptr, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp,
-                                               threads_, pooled_tables_ ? &tables_ : nullptr));
-      continue;
+                                             threads_, pooled_tables_ ? &tables_ : nullptr));
+      return;
     }
     // One f32 buffer reused across tensors: a fresh 100 MB vector per tensor costs its page faults again.
     std::vector<float>& W = weight_buf_;
