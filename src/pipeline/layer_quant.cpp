@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/huge_pages.h"
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/measure.h"
@@ -80,22 +81,28 @@ Bits max_abs_bits(const uint8_t* p, size_t n, Bits abs_mask) {
 
 }  // namespace
 
-float weight_amax(const WeightView& w, int threads, bool* finite) {
-  const size_t R = size_t(w.rows), C = size_t(w.cols), es = dtype_size(w.dtype);
-  std::vector<uint32_t> part((R + kRowGrain - 1) / kRowGrain, 0);
-  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    const uint8_t* p = w.data + b * C * es;
-    size_t n = (e - b) * C;
-    part[b / kRowGrain] = w.dtype == DType::F32 ? max_abs_bits<uint32_t>(p, n, 0x7FFFFFFFu) : max_abs_bits<uint16_t>(p, n, 0x7FFF);
-  });
-  uint32_t m = 0;
-  for (uint32_t x : part) m = std::max(m, x);
-  uint32_t inf_bits = w.dtype == DType::F32 ? 0x7F800000u : w.dtype == DType::BF16 ? 0x7F80u : 0x7C00u;
+uint32_t abs_max_bits(const uint8_t* p, size_t n, DType dtype) {
+  return dtype == DType::F32 ? max_abs_bits<uint32_t>(p, n, 0x7FFFFFFFu) : max_abs_bits<uint16_t>(p, n, 0x7FFF);
+}
+
+float amax_of_bits(uint32_t m, DType dtype, bool* finite) {
+  uint32_t inf_bits = dtype == DType::F32 ? 0x7F800000u : dtype == DType::BF16 ? 0x7F80u : 0x7C00u;
   *finite = m < inf_bits;
   if (!*finite) return INFINITY;
   uint8_t raw[4];
   std::memcpy(raw, &m, 4);  // little-endian: the low bytes hold the 16-bit pattern
-  return load_float(raw, w.dtype, 0);
+  return load_float(raw, dtype, 0);
+}
+
+float weight_amax(const WeightView& w, int threads, bool* finite) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), es = dtype_size(w.dtype);
+  std::vector<uint32_t> part((R + kRowGrain - 1) / kRowGrain, 0);
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    part[b / kRowGrain] = abs_max_bits(w.data + b * C * es, (e - b) * C, w.dtype);
+  });
+  uint32_t m = 0;
+  for (uint32_t x : part) m = std::max(m, x);
+  return amax_of_bits(m, w.dtype, finite);
 }
 
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
@@ -103,6 +110,8 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   // Block scales round amax_b / 6 in the source dtype (F16 included; only the global scale of F16
   // sources is computed in f32, see docs/quantize.md).
   const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : w.dtype == DType::F16 ? SourceRounding::kF16 : SourceRounding::kF32;
+  reserve_huge(out.packed, R * C / 2);
+  reserve_huge(out.scales, R * nb);
   out.packed.resize(R * C / 2);  // every byte is written below
   out.scales.resize(R * nb);
   out.global_scale = gs;
@@ -124,6 +133,8 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
 SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha, bool keep_blocks) {
   SeedScales sc;
   if (keep_blocks) {
+    reserve_huge(sc.S0, nblocks);
+    reserve_huge(sc.D, nblocks);
     sc.S0.resize(nblocks);
     sc.D.resize(nblocks);
   }
@@ -144,6 +155,10 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
                  int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+  reserve_huge(out.scales, R * nb);
+  reserve_huge(out.block_scale, R * nb);
+  reserve_huge(out.block_ratio, R * nb);
+  reserve_huge(out.packed, R * C / 2);
   out.scales.resize(R * nb);
   out.block_scale.resize(R * nb);
   out.block_ratio.resize(R * nb);

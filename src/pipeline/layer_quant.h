@@ -36,6 +36,11 @@ struct LayerEncoding {
 
 // Largest |w|; sets *finite = false if any weight is NaN/Inf.
 float weight_amax(const WeightView& w, int threads, bool* finite);
+// The same in two steps, for weights scanned piece by piece as they are read: the largest |w| of n
+// elements as its bit pattern (sign cleared; patterns of different pieces compare like the values),
+// then the value of the largest pattern.
+uint32_t abs_max_bits(const uint8_t* p, size_t n, DType dtype);
+float amax_of_bits(uint32_t bits, DType dtype, bool* finite);
 
 // compressed-tensors absmax encoding with the given (group) global scale.
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out);
