@@ -410,7 +410,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     L.g_t = q.global_scale;
     const TensorRef* sc = q.block_scales;
     // Planning pass: only the maximum is kept, block scales are recomputed when the layer is encoded.
-    SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha, false);
+    SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha);
     if (check.bad_block >= 0)
       fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(check.bad_block));
     release_tensor(*sc);
