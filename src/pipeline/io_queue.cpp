@@ -48,6 +48,11 @@ void IoQueue::prefetch(const InputFile& in, uint64_t offset, uint64_t len) {
   push(std::move(j));
 }
 
+void IoQueue::call(std::function<void()> task) {
+  Job j{Kind::kCall, {}, {}, nullptr, 0, 0, std::move(task)};
+  push(std::move(j));
+}
+
 std::vector<uint8_t> IoQueue::spare() {
   std::lock_guard<std::mutex> lk(mu_);
   if (spares_.empty()) return {};
@@ -77,6 +82,7 @@ void IoQueue::run() {
         case Kind::kWrite: writer_.write(job.name, job.bytes.data(), job.bytes.size()); break;
         case Kind::kCopy: writer_.copy_from(job.name, *job.in, job.offset); break;
         case Kind::kPrefetch: prefetch_input(*job.in, job.offset, job.len); break;
+        case Kind::kCall: job.task(); break;
       }
     } catch (...) {
       err = std::current_exception();

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,19 +36,22 @@ class IoQueue {
   void copy(const std::string& name, const InputFile& in, uint64_t offset);
   // Starts reading [offset, offset + len) of `in` into the page cache (prefetch_input).
   void prefetch(const InputFile& in, uint64_t offset, uint64_t len);
+  // Runs `task` on the background thread (e.g. copying the config and tokenizer files meanwhile).
+  void call(std::function<void()> task);
   // A buffer that was written and can be refilled (capacity kept), or an empty one.
   std::vector<uint8_t> spare();
   // Waits until everything queued is done; rethrows the first failure.
   void finish();
 
  private:
-  enum class Kind { kWrite, kCopy, kPrefetch };
+  enum class Kind { kWrite, kCopy, kPrefetch, kCall };
   struct Job {
     Kind kind;
     std::string name;
     std::vector<uint8_t> bytes;
     const InputFile* in = nullptr;
     uint64_t offset = 0, len = 0;
+    std::function<void()> task;
   };
   void push(Job&& job);
   void run();

@@ -223,6 +223,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
 
   ShardInputs input(*src);
   IoQueue io(writer);
+  io.call([&] { copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"}); });
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto emit = [&](const std::string& m) {
     io.write(m + (modelopt ? ".weight" : ".weight_packed"), std::move(enc.packed));
@@ -354,7 +355,6 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     res.rd_lambda = rd->lambda();
     res.rd_bits_per_weight = rd->bits_per_weight();
   }
-  copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"});
   out.commit();
   aggregate(res);
 }
@@ -516,6 +516,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   json jl = json::array();
   ShardInputs src_in(*src), tpl_in(*tpl);
   IoQueue io(writer);
+  io.call([&] { copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"}); });
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto prefetch = [&](const ShardInputs& in, const TensorRef& r) {
     io.prefetch(in.file_of(r), ShardInputs::offset_of(r), r.info->nbytes());
@@ -590,7 +591,6 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     FILE* f = std::fopen(path.c_str(), "wb");
     if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) fail_io(path + ": write failed");
   }
-  copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"});
   out.commit();
 }
 
