@@ -10,6 +10,7 @@
 #include "nvfp4/codec.h"
 #include "nvfp4/measure.h"
 #include "nvfp4/scales.h"
+#include "pipeline/amax_kernels.h"
 
 namespace fp4z {
 
@@ -75,27 +76,10 @@ void ratio_stats(size_t n, Ratio r, LayerMetrics& m) {
 
 }  // namespace
 
-namespace {
-
-// Largest |x| as the raw bit pattern with the sign cleared: for IEEE formats the bit patterns of
-// non-negative values order like the values, and every NaN/Inf pattern is above every finite one.
-// Integer max vectorises where a float max with NaN checks does not.
-template <class Bits>
-Bits max_abs_bits(const uint8_t* p, size_t n, Bits abs_mask) {
-  Bits m = 0;
-  for (size_t i = 0; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
-    b &= abs_mask;
-    m = b > m ? b : m;
-  }
-  return m;
-}
-
-}  // namespace
-
 uint32_t abs_max_bits(const uint8_t* p, size_t n, DType dtype) {
-  return dtype == DType::F32 ? max_abs_bits<uint32_t>(p, n, 0x7FFFFFFFu) : max_abs_bits<uint16_t>(p, n, 0x7FFF);
+  // Every ISA level gives the same value, so the fastest one this CPU runs is used.
+  static const AmaxKernels& k = amax_kernels(Isa::kAvx512);
+  return dtype == DType::F32 ? k.bits32(p, n) : k.bits16(p, n);
 }
 
 float amax_of_bits(uint32_t m, DType dtype, bool* finite) {
