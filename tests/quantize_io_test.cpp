@@ -50,22 +50,35 @@ std::string tensor_bytes(const std::string& path, const std::string& name) {
   return std::string(reinterpret_cast<const char*>(f->data_of(*t)), t->nbytes());
 }
 
+// A file of `data` in `dir`, mapped and opened for bulk reads (the way quantize opens its shards).
+struct OpenedInput {
+  MappedFile map;
+  InputFile in;
+  OpenedInput(const std::string& path, const std::string& data) {
+    write_text(path, data);
+    map = map_file(path);
+    in = open_input(map);
+  }
+};
+
+// "PATH: input file was truncated while it was being read", exit 2.
+void expect_truncation_error(const Error& e, const std::string& path) {
+  EXPECT_EQ(e.code, kExitInput);
+  EXPECT_EQ(std::string(e.what()), path + ": input file was truncated while it was being read");
+}
+
 }  // namespace
 
 TEST(InputFile, ReadsExactBytesAndNamesATruncatedFile) {
   TempDir tmp("fp4z-qio");
   const std::string data = pattern_bytes(3 << 20, 1);
-  write_text(tmp / "in.bin", data);
-  MappedFile m = map_file(tmp / "in.bin");
-  InputFile in = open_input(m);
+  OpenedInput f(tmp / "in.bin", data);
   std::vector<char> buf(1 << 20);
-  read_input(in, 12345, buf.data(), buf.size());
+  read_input(f.in, 12345, buf.data(), buf.size());
   EXPECT_EQ(std::string(buf.data(), buf.size()), data.substr(12345, buf.size()));
 
   ASSERT_EQ(truncate((tmp / "in.bin").c_str(), 1 << 20), 0);
-  Error e = error_of([&] { read_input(in, (1 << 20) - 10, buf.data(), 100); });
-  EXPECT_EQ(e.code, kExitInput);
-  EXPECT_EQ(std::string(e.what()), tmp / "in.bin" + ": input file was truncated while it was being read");
+  expect_truncation_error(error_of([&] { read_input(f.in, (1 << 20) - 10, buf.data(), 100); }), tmp / "in.bin");
 }
 
 TEST(InputFile, RefusesAFileThatReplacedTheMappedOne) {
@@ -82,9 +95,8 @@ TEST(InputFile, RefusesAFileThatReplacedTheMappedOne) {
 TEST(CheckpointWriterCopy, CopiesTensorBytesFromAFileAndDetectsTruncation) {
   TempDir tmp("fp4z-qio");
   const std::string src = pattern_bytes((5 << 20) + 6, 4);  // odd size: no alignment assumed
-  write_text(tmp / "src.bin", src);
-  MappedFile m = map_file(tmp / "src.bin");
-  InputFile in = open_input(m);
+  OpenedInput f(tmp / "src.bin", src);
+  const InputFile& in = f.in;
   fs::create_directories(tmp / "out");
   {
     CheckpointWriter w(tmp / "out", {{"a", DType::U8, {int64_t(src.size() - 1000)}}, {"b", DType::U8, {3}}}, 1ull << 40);
@@ -98,17 +110,14 @@ TEST(CheckpointWriterCopy, CopiesTensorBytesFromAFileAndDetectsTruncation) {
   fs::create_directories(tmp / "out2");
   CheckpointWriter w(tmp / "out2", {{"a", DType::U8, {int64_t(src.size())}}}, 1ull << 40);
   ASSERT_EQ(truncate((tmp / "src.bin").c_str(), 4096), 0);
-  Error e = error_of([&] { w.copy_from("a", in, 0); });
-  EXPECT_EQ(e.code, kExitInput);
-  EXPECT_EQ(std::string(e.what()), tmp / "src.bin" + ": input file was truncated while it was being read");
+  expect_truncation_error(error_of([&] { w.copy_from("a", in, 0); }), tmp / "src.bin");
 }
 
 TEST(IoQueue, WritesCopiesAndCallsInOrderAndRecyclesBuffers) {
   TempDir tmp("fp4z-qio");
   const std::string src = pattern_bytes(3 << 20, 5);
-  write_text(tmp / "src.bin", src);
-  MappedFile m = map_file(tmp / "src.bin");
-  InputFile in = open_input(m);
+  OpenedInput f(tmp / "src.bin", src);
+  const InputFile& in = f.in;
   fs::create_directories(tmp / "out");
   const std::string big = pattern_bytes(2 << 20, 6);
   CheckpointWriter w(tmp / "out", {{"big", DType::U8, {int64_t(big.size())}}, {"copied", DType::U8, {int64_t(src.size())}}}, 1ull << 40);

@@ -1,40 +1,36 @@
 // The absmax pass's scan (largest |w| bit pattern) with AVX2 unsigned max; same results as the scalar one.
 #include <immintrin.h>
 
-#include "pipeline/amax_kernels.h"
+#include <type_traits>
+
+#include "pipeline/amax_scan_simd.h"
 
 namespace fp4z {
 
 namespace {
 
-// Two accumulators per call keep two loads in flight; the tail goes through the scalar scan.
-template <class Lane, class MaxFn, class SetFn>
-Lane scan(const uint8_t* p, size_t n, Lane mask_value, MaxFn vmax, SetFn set1) {
-  constexpr size_t kLanes = 32 / sizeof(Lane);
-  const __m256i mask = set1(mask_value);
-  __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
-  size_t i = 0;
-  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    a = vmax(a, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i * sizeof(Lane))), mask));
-    b = vmax(b, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + (i + kLanes) * sizeof(Lane))), mask));
+struct Avx2Ops {
+  using V = __m256i;
+  static constexpr size_t kBytes = 32;
+  static V zero() { return _mm256_setzero_si256(); }
+  static V load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const V*>(p)); }
+  static V and_(V x, V y) { return _mm256_and_si256(x, y); }
+  static void store(void* p, V x) { _mm256_storeu_si256(static_cast<V*>(p), x); }
+  template <class Lane>
+  static V set1(Lane v) {
+    if constexpr (std::is_same_v<Lane, uint16_t>) return _mm256_set1_epi16(short(v));
+    else return _mm256_set1_epi32(int(v));
   }
-  a = vmax(a, b);
-  alignas(32) Lane lanes[kLanes];
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(lanes), a);
-  Lane m = 0;
-  for (Lane x : lanes) m = x > m ? x : m;
-  Lane t = sizeof(Lane) == 2 ? Lane(abs_max_bits16_scalar(p + i * 2, n - i)) : Lane(abs_max_bits32_scalar(p + i * 4, n - i));
-  return t > m ? t : m;
-}
+  template <class Lane>
+  static V max(V x, V y) {
+    if constexpr (std::is_same_v<Lane, uint16_t>) return _mm256_max_epu16(x, y);
+    else return _mm256_max_epu32(x, y);
+  }
+};
 
 }  // namespace
 
-uint16_t abs_max_bits16_avx2(const uint8_t* p, size_t n) {
-  return scan<uint16_t>(p, n, uint16_t(0x7FFF), [](__m256i x, __m256i y) { return _mm256_max_epu16(x, y); }, [](uint16_t v) { return _mm256_set1_epi16(short(v)); });
-}
-
-uint32_t abs_max_bits32_avx2(const uint8_t* p, size_t n) {
-  return scan<uint32_t>(p, n, 0x7FFFFFFFu, [](__m256i x, __m256i y) { return _mm256_max_epu32(x, y); }, [](uint32_t v) { return _mm256_set1_epi32(int(v)); });
-}
+uint16_t abs_max_bits16_avx2(const uint8_t* p, size_t n) { return amax_simd::scan<Avx2Ops, uint16_t>(p, n, 0x7FFF); }
+uint32_t abs_max_bits32_avx2(const uint8_t* p, size_t n) { return amax_simd::scan<Avx2Ops, uint32_t>(p, n, 0x7FFFFFFFu); }
 
 }  // namespace fp4z
