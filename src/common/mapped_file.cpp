@@ -96,7 +96,11 @@ void unmap(const uint8_t* data, size_t size) {
 
 std::string mapped_input_fault() {
   if (!g_fault_ready.load(std::memory_order_acquire)) return "";
-  return std::string(g_fault_path) + ": input file was truncated while it was being read";
+  return truncated_input_message(g_fault_path);
+}
+
+std::string truncated_input_message(const std::string& path) {
+  return path + ": input file was truncated while it was being read";
 }
 
 std::string mapped_file_at(const void* addr) {
@@ -109,7 +113,11 @@ std::string mapped_file_at(const void* addr) {
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path(std::move(o.path)), data(std::exchange(o.data, nullptr)), size(std::exchange(o.size, 0)) {}
+    : path(std::move(o.path)),
+      data(std::exchange(o.data, nullptr)),
+      size(std::exchange(o.size, 0)),
+      device(o.device),
+      inode(o.inode) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
@@ -117,6 +125,8 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     path = std::move(o.path);
     data = std::exchange(o.data, nullptr);
     size = std::exchange(o.size, 0);
+    device = o.device;
+    inode = o.inode;
   }
   return *this;
 }
@@ -139,6 +149,8 @@ MappedFile map_file(const std::string& path) {
   MappedFile m;
   m.path = path;
   m.size = static_cast<size_t>(st.st_size);
+  m.device = uint64_t(st.st_dev);
+  m.inode = uint64_t(st.st_ino);
   if (m.size > 0) {
     void* p = mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {

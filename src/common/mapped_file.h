@@ -11,6 +11,7 @@ struct MappedFile {
   std::string path;
   const uint8_t* data = nullptr;
   size_t size = 0;
+  uint64_t device = 0, inode = 0;  // identity of the mapped file (InputFile checks it is the same)
 
   MappedFile() = default;
   MappedFile(const MappedFile&) = delete;
@@ -30,6 +31,10 @@ MappedFile map_file(const std::string& path);
 // message naming the file ("" if no mapped input was truncated), StagedDir/StagedFile::commit refuse
 // to publish, and main turns it into exit 2. SIGBUS outside any mapping keeps its default action.
 std::string mapped_input_fault();
+
+// The one-line message for an input that shrank while it was read: "PATH: input file was truncated
+// while it was being read" (mapped reads, writes from a mapping, and pread all report it so).
+std::string truncated_input_message(const std::string& path);
 
 // Path of the live mapping that holds `addr`, or "" if none. A write(2) from a mapped input that
 // shrank fails with EFAULT instead of raising SIGBUS; writers use this to name the input.

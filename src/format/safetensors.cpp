@@ -296,7 +296,7 @@ void pwrite_all(int fd, const void* data, uint64_t n, uint64_t off, const std::s
       if (errno == EINTR) continue;
       if (errno == EFAULT) {
         std::string input = mapped_file_at(p);
-        if (!input.empty()) fail_input(input + ": input file was truncated while it was being read");
+        if (!input.empty()) fail_input(truncated_input_message(input));
       }
       fail_io(path + ": write failed: " + std::strerror(errno));
     }
@@ -325,6 +325,7 @@ CheckpointWriter::CheckpointWriter(const std::string& out_dir, std::vector<Tenso
   }
   if (shard_bytes.empty()) shard_bytes.push_back(0);
   int n = int(shard_bytes.size());
+  unflushed = std::make_unique<std::atomic<uint64_t>[]>(size_t(n));
   for (int s = 0; s < n; ++s) {
     if (n == 1) {
       shard_names.push_back("model.safetensors");
@@ -378,12 +379,58 @@ CheckpointWriter::~CheckpointWriter() {
     if (fd >= 0) ::close(fd);
 }
 
+namespace {
+
+// Dirty output pages are handed to the disk every kWritebackBytes per shard instead of all at once
+// by finish()'s fsync: the disk works while the job computes, and the page cache holds little.
+constexpr uint64_t kWritebackBytes = 64ull << 20;
+
+void start_writeback(int fd, std::atomic<uint64_t>& unflushed, uint64_t nbytes) {
+  uint64_t before = unflushed.fetch_add(nbytes, std::memory_order_relaxed);
+  if (before + nbytes < kWritebackBytes) return;
+  unflushed.store(0, std::memory_order_relaxed);
+  ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);  // starts write-back; finish() still fsyncs
+}
+
+}  // namespace
+
 void CheckpointWriter::write_part(const std::string& name, uint64_t at, const void* data, uint64_t nbytes) {
   auto it = slots.find(name);
   if (it == slots.end()) fail_io("internal: tensor '" + name + "' was not declared");
   const Slot& s = it->second;
   if (at > s.nbytes || nbytes > s.nbytes - at) fail_io("internal: write past the end of tensor '" + name + "'");
   pwrite_all(fds[s.shard], data, nbytes, s.file_offset + at, dir + "/" + shard_names[s.shard]);
+  start_writeback(fds[s.shard], unflushed[s.shard], nbytes);
+}
+
+void CheckpointWriter::copy_from(const std::string& name, const InputFile& in, uint64_t in_offset) {
+  auto it = slots.find(name);
+  if (it == slots.end()) fail_io("internal: tensor '" + name + "' was not declared");
+  Slot& s = it->second;
+  const std::string out_path = dir + "/" + shard_names[s.shard];
+  uint64_t done = 0;
+  while (done < s.nbytes) {
+    loff_t from = loff_t(in_offset + done), to = loff_t(s.file_offset + done);
+    ssize_t n = ::copy_file_range(in.fd, &from, fds[s.shard], &to, size_t(std::min<uint64_t>(s.nbytes - done, 1ull << 30)), 0);
+    if (n > 0) {
+      done += uint64_t(n);
+      continue;
+    }
+    if (n == 0) fail_input(truncated_input_message(in.path));
+    if (errno == EINTR) continue;
+    if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP && errno != EBADF)
+      fail_io(out_path + ": copy from " + in.path + " failed: " + std::strerror(errno));
+    // No in-kernel copy between these files (another file system, old kernel): read and write.
+    std::vector<uint8_t> buf(size_t(std::min<uint64_t>(s.nbytes - done, 16ull << 20)));
+    while (done < s.nbytes) {
+      size_t len = size_t(std::min<uint64_t>(s.nbytes - done, buf.size()));
+      read_input(in, in_offset + done, buf.data(), len);
+      pwrite_all(fds[s.shard], buf.data(), len, s.file_offset + done, out_path);
+      done += len;
+    }
+  }
+  start_writeback(fds[s.shard], unflushed[s.shard], s.nbytes);
+  s.written = true;
 }
 
 void CheckpointWriter::mark_written(const std::string& name) {

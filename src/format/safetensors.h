@@ -1,5 +1,6 @@
 // Strictly validated, zero-copy safetensors reader and a streaming, sharding checkpoint writer.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -8,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/input_file.h"
 #include "common/mapped_file.h"
 #include "format/dtype.h"
 
@@ -69,6 +71,8 @@ struct CheckpointWriter {
   std::unordered_map<std::string, Slot> slots;
   std::vector<TensorSpec> specs;
   uint64_t total_size = 0;
+  // Bytes written to each shard since its write-back was last started (see write_part).
+  std::unique_ptr<std::atomic<uint64_t>[]> unflushed;
 
   // metadata: extra __metadata__ entries; "format":"pt" is always written first.
   CheckpointWriter(const std::string& out_dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes,
@@ -81,6 +85,9 @@ struct CheckpointWriter {
   // Writes a part of a tensor at byte offset `at` within it. Thread-safe.
   void write_part(const std::string& name, uint64_t at, const void* data, uint64_t nbytes);
   void mark_written(const std::string& name);
+  // Writes one whole tensor straight from an input file (copy_file_range: the bytes never pass
+  // through user memory). A source that ends early fails with the truncation message (exit 2).
+  void copy_from(const std::string& name, const InputFile& in, uint64_t in_offset);
   // Checks every tensor was written, closes files, writes the index when sharded.
   void finish();
 };

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/huge_pages.h"
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/measure.h"
 #include "nvfp4/scales.h"
+#include "pipeline/amax_kernels.h"
 
 namespace fp4z {
 
@@ -45,15 +47,28 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }
 
-// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)). Eight interleaved double
-// accumulators keep the adds independent (a single chain is latency-bound on million-block layers).
-void ratio_stats(const std::vector<float>& r, LayerMetrics& m) {
-  const size_t n = r.size();
+// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)), r(i) giving the i-th. Eight
+// interleaved double accumulators keep the adds independent (a single chain is latency-bound on
+// million-block layers); the loops run over whole groups of eight so that they vectorise, in the
+// same order of additions (lane i % 8 gets the i-th value).
+template <class Ratio>
+void ratio_stats(size_t n, Ratio r, LayerMetrics& m) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (size_t i = 0; i < n; ++i) acc[i & 7] += r[i];
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (size_t k = 0; k < 8; ++k) acc[k] += double(r(i + k));
+  for (; i < n; ++i) acc[i & 7] += double(r(i));
   double mean = n ? (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / double(n) : 0;
   double sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (size_t i = 0; i < n; ++i) sq[i & 7] += (double(r[i]) - mean) * (double(r[i]) - mean);
+  for (i = 0; i + 8 <= n; i += 8)
+    for (size_t k = 0; k < 8; ++k) {
+      double d = double(r(i + k)) - mean;
+      sq[k] += d * d;
+    }
+  for (; i < n; ++i) {
+    double d = double(r(i)) - mean;
+    sq[i & 7] += d * d;
+  }
   double ss = ((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7]));
   m.scale_ratio_mean = double(float(mean));
   m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
@@ -61,41 +76,30 @@ void ratio_stats(const std::vector<float>& r, LayerMetrics& m) {
 
 }  // namespace
 
-namespace {
-
-// Largest |x| as the raw bit pattern with the sign cleared: for IEEE formats the bit patterns of
-// non-negative values order like the values, and every NaN/Inf pattern is above every finite one.
-// Integer max vectorises where a float max with NaN checks does not.
-template <class Bits>
-Bits max_abs_bits(const uint8_t* p, size_t n, Bits abs_mask) {
-  Bits m = 0;
-  for (size_t i = 0; i < n; ++i) {
-    Bits b;
-    std::memcpy(&b, p + i * sizeof(Bits), sizeof(Bits));
-    b &= abs_mask;
-    m = b > m ? b : m;
-  }
-  return m;
+uint32_t abs_max_bits(const uint8_t* p, size_t n, DType dtype) {
+  // Every ISA level gives the same value, so the fastest one this CPU runs is used.
+  static const AmaxKernels& k = amax_kernels(Isa::kAvx512);
+  return dtype == DType::F32 ? k.bits32(p, n) : k.bits16(p, n);
 }
 
-}  // namespace
+float amax_of_bits(uint32_t m, DType dtype, bool* finite) {
+  uint32_t inf_bits = dtype == DType::F32 ? 0x7F800000u : dtype == DType::BF16 ? 0x7F80u : 0x7C00u;
+  *finite = m < inf_bits;
+  if (!*finite) return INFINITY;
+  uint8_t raw[4];
+  std::memcpy(raw, &m, 4);  // little-endian: the low bytes hold the 16-bit pattern
+  return load_float(raw, dtype, 0);
+}
 
 float weight_amax(const WeightView& w, int threads, bool* finite) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), es = dtype_size(w.dtype);
   std::vector<uint32_t> part((R + kRowGrain - 1) / kRowGrain, 0);
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    const uint8_t* p = w.data + b * C * es;
-    size_t n = (e - b) * C;
-    part[b / kRowGrain] = w.dtype == DType::F32 ? max_abs_bits<uint32_t>(p, n, 0x7FFFFFFFu) : max_abs_bits<uint16_t>(p, n, 0x7FFF);
+    part[b / kRowGrain] = abs_max_bits(w.data + b * C * es, (e - b) * C, w.dtype);
   });
   uint32_t m = 0;
   for (uint32_t x : part) m = std::max(m, x);
-  uint32_t inf_bits = w.dtype == DType::F32 ? 0x7F800000u : w.dtype == DType::BF16 ? 0x7F80u : 0x7C00u;
-  *finite = m < inf_bits;
-  if (!*finite) return INFINITY;
-  uint8_t raw[4];
-  std::memcpy(raw, &m, 4);  // little-endian: the low bytes hold the 16-bit pattern
-  return load_float(raw, w.dtype, 0);
+  return amax_of_bits(m, w.dtype, finite);
 }
 
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out) {
@@ -103,6 +107,8 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   // Block scales round amax_b / 6 in the source dtype (F16 included; only the global scale of F16
   // sources is computed in f32, see docs/quantize.md).
   const SourceRounding rnd = w.dtype == DType::BF16 ? SourceRounding::kBF16 : w.dtype == DType::F16 ? SourceRounding::kF16 : SourceRounding::kF32;
+  reserve_huge(out.packed, R * C / 2);
+  reserve_huge(out.scales, R * nb);
   out.packed.resize(R * C / 2);  // every byte is written below
   out.scales.resize(R * nb);
   out.global_scale = gs;
@@ -121,47 +127,60 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   out.metrics.global_scale = gs;
 }
 
-SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha, bool keep_blocks) {
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha) {
   SeedScales sc;
-  if (keep_blocks) {
-    sc.S0.resize(nblocks);
-    sc.D.resize(nblocks);
+  sc.codes = tpl_scale;
+  sc.nblocks = nblocks;
+  bool bad_code[256];
+  for (int c = 0; c < 256; ++c) {
+    float f = e4m3_decode(uint8_t(c));
+    bad_code[c] = !(f >= 0.0f);
+    sc.S0_of[c] = f / g_t;               // step 1 (true division)
+    sc.D_of[c] = sc.S0_of[c] * alpha;    // step 2
   }
-  for (size_t i = 0; i < nblocks; ++i) {
-    float f = e4m3_decode(tpl_scale[i]);
-    if (!(f >= 0.0f) && sc.bad_block < 0) sc.bad_block = int64_t(i);
-    float s0 = f / g_t;           // step 1 (true division)
-    float d = s0 * alpha;         // step 2
-    sc.M = std::max(sc.M, d);     // step 3
-    if (keep_blocks) {
-      sc.S0[i] = s0;
-      sc.D[i] = d;
-    }
+  uint8_t present[256] = {};
+  for (size_t i = 0; i < nblocks; ++i) present[tpl_scale[i]] = 1;
+  // Step 3: the maximum over the blocks is the maximum over the codes present (std::max ignores NaN
+  // the same way in either order, and M starts at +0 so signed zeros cannot differ).
+  bool any_bad = false;
+  for (int c = 0; c < 256; ++c) {
+    if (!present[c]) continue;
+    sc.M = std::max(sc.M, sc.D_of[c]);
+    any_bad |= bad_code[c];
   }
+  if (any_bad)
+    for (size_t i = 0; i < nblocks && sc.bad_block < 0; ++i)
+      if (bad_code[tpl_scale[i]]) sc.bad_block = int64_t(i);
   return sc;
 }
 
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
                  int threads, const NvKernels& k, LayerEncoding& out) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+  reserve_huge(out.scales, R * nb);
+  reserve_huge(out.block_ratio, R * nb);
+  reserve_huge(out.packed, R * C / 2);
   out.scales.resize(R * nb);
-  out.block_scale.resize(R * nb);
   out.block_ratio.resize(R * nb);
-  std::vector<float>& S1 = out.block_scale;
   std::vector<float>& ratio = out.block_ratio;
   out.global_scale = g1;
   out.packed.resize(R * C / 2);  // every byte is written below
   ChunkedStats cs_new(R), cs_base(R);
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    std::vector<float> row(C);
+    const size_t n = (e - b) * nb;
+    std::vector<float> row(C), S0(n), D(n), S1(n);
+    for (size_t j = 0; j < n; ++j) {
+      const uint8_t code = sc.codes[b * nb + j];
+      S0[j] = sc.S0_of[code];
+      D[j] = sc.D_of[code];
+    }
     RowStats st_new, st_base;
     // Steps 6-8 and the block ratios of this work item's rows.
-    k.seed_scales(sc.D.data() + b * nb, sc.S0.data() + b * nb, (e - b) * nb, g1, out.scales.data() + b * nb, S1.data() + b * nb,
-                  ratio.data() + b * nb);
+    k.seed_scales(D.data(), S0.data(), n, g1, out.scales.data() + b * nb, S1.data(), ratio.data() + b * nb);
     for (size_t i = b; i < e; ++i) {
       load_row(w, i, row.data());
-      k.quantize_row(row.data(), C, S1.data() + i * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
-      k.code_stats(tpl_packed + i * C / 2, C, sc.S0.data() + i * nb, row.data(), &st_base);                      // 13
+      k.quantize_row(row.data(), C, S1.data() + (i - b) * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
+      k.code_stats(tpl_packed + i * C / 2, C, S0.data() + (i - b) * nb, row.data(), &st_base);                       // 13
     }
     cs_new.chunks[b / kRowGrain] = st_new;
     cs_base.chunks[b / kRowGrain] = st_base;
@@ -171,10 +190,11 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(ratio, out.metrics);
-  // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0.
-  for (size_t i = 0; i < ratio.size(); ++i) ratio[i] = sc.S0[i] / std::max(sc.S0[i], 1e-12f);
-  ratio_stats(ratio, out.baseline);
+  ratio_stats(ratio.size(), [&](size_t i) { return ratio[i]; }, out.metrics);
+  // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
+  float base_of[256];
+  for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
+  ratio_stats(sc.nblocks, [&](size_t i) { return base_of[sc.codes[i]]; }, out.baseline);
 }
 
 }  // namespace fp4z

@@ -29,25 +29,34 @@ struct LayerEncoding {
   float global_scale = 1;
   LayerMetrics metrics;   // of the new encoding
   LayerMetrics baseline;  // seed: of the template's encoding
-  // Per-block work buffers; kept here so that reusing one LayerEncoding across layers avoids
-  // re-faulting fresh pages for every layer.
-  std::vector<float> block_scale, block_ratio;
+  // Seed: the per-block scale ratios of the new encoding; kept here so that reusing one
+  // LayerEncoding across layers avoids re-faulting fresh pages for every layer.
+  std::vector<float> block_ratio;
 };
 
 // Largest |w|; sets *finite = false if any weight is NaN/Inf.
 float weight_amax(const WeightView& w, int threads, bool* finite);
+// The same in two steps, for weights scanned piece by piece as they are read: the largest |w| of n
+// elements as its bit pattern (sign cleared; patterns of different pieces compare like the values),
+// then the value of the largest pattern.
+uint32_t abs_max_bits(const uint8_t* p, size_t n, DType dtype);
+float amax_of_bits(uint32_t bits, DType dtype, bool* finite);
 
 // compressed-tensors absmax encoding with the given (group) global scale.
 void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threads, const NvKernels& k, LayerEncoding& out);
 
-// Seed steps 1-3 from the template's block scales.
+// Seed steps 1-3 from the template's block scales. A block's S0 and D depend only on its E4M3 code,
+// so they are tabulated per code (computed exactly as per block) and looked up where needed: no
+// per-block arrays, and one pass over the codes for M and bad_block.
 struct SeedScales {
-  std::vector<float> S0, D;  // per block: template effective scale, desired (inflated) scale
-  float M = 0;               // max of D
-  int64_t bad_block = -1;    // first block with a negative/NaN template scale, or -1
+  const uint8_t* codes = nullptr;  // the template's block scales (not owned: must outlive seed_encode)
+  size_t nblocks = 0;
+  float S0_of[256] = {};  // per code: template effective scale (step 1)
+  float D_of[256] = {};   // per code: desired (inflated) scale (step 2)
+  float M = 0;             // max of D over the blocks
+  int64_t bad_block = -1;  // first block with a negative/NaN template scale, or -1
 };
-// With keep_blocks = false only M and bad_block are filled (a cheap validation/planning pass).
-SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha, bool keep_blocks = true);
+SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha);
 
 // Seed steps 6-13 with global scale g1 (per tensor, or per fused group), plus both metric blocks.
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,

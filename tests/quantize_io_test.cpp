@@ -1,0 +1,152 @@
+// Bulk input reads, in-kernel tensor copies and the background I/O queue of quantize: bytes and failures.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/input_file.h"
+#include "common/mapped_file.h"
+#include "format/safetensors.h"
+#include "pipeline/io_queue.h"
+#include "test_util.h"
+
+using namespace fp4z;
+using namespace fp4z::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string pattern_bytes(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (auto& c : s) {
+    x = x * 1664525u + 1013904223u;
+    c = char(x >> 24);
+  }
+  return s;
+}
+
+// The Error thrown by `f`, or a failure if none is.
+template <class F>
+Error error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no fp4z::Error was thrown";
+  return Error(0, "");
+}
+
+// The bytes of tensor `name` in a written safetensors file.
+std::string tensor_bytes(const std::string& path, const std::string& name) {
+  auto f = open_safetensors(path);
+  const TensorInfo* t = f->find(name);
+  if (!t) return "<missing>";
+  return std::string(reinterpret_cast<const char*>(f->data_of(*t)), t->nbytes());
+}
+
+// A file of `data` in `dir`, mapped and opened for bulk reads (the way quantize opens its shards).
+struct OpenedInput {
+  MappedFile map;
+  InputFile in;
+  OpenedInput(const std::string& path, const std::string& data) {
+    write_text(path, data);
+    map = map_file(path);
+    in = open_input(map);
+  }
+};
+
+// "PATH: input file was truncated while it was being read", exit 2.
+void expect_truncation_error(const Error& e, const std::string& path) {
+  EXPECT_EQ(e.code, kExitInput);
+  EXPECT_EQ(std::string(e.what()), path + ": input file was truncated while it was being read");
+}
+
+}  // namespace
+
+TEST(InputFile, ReadsExactBytesAndNamesATruncatedFile) {
+  TempDir tmp("fp4z-qio");
+  const std::string data = pattern_bytes(3 << 20, 1);
+  OpenedInput f(tmp / "in.bin", data);
+  std::vector<char> buf(1 << 20);
+  read_input(f.in, 12345, buf.data(), buf.size());
+  EXPECT_EQ(std::string(buf.data(), buf.size()), data.substr(12345, buf.size()));
+
+  ASSERT_EQ(truncate((tmp / "in.bin").c_str(), 1 << 20), 0);
+  expect_truncation_error(error_of([&] { read_input(f.in, (1 << 20) - 10, buf.data(), 100); }), tmp / "in.bin");
+}
+
+TEST(InputFile, RefusesAFileThatReplacedTheMappedOne) {
+  TempDir tmp("fp4z-qio");
+  write_text(tmp / "in.bin", pattern_bytes(8192, 2));
+  write_text(tmp / "other.bin", pattern_bytes(8192, 3));
+  MappedFile m = map_file(tmp / "in.bin");
+  fs::rename(tmp / "other.bin", tmp / "in.bin");
+  Error e = error_of([&] { open_input(m); });
+  EXPECT_EQ(e.code, kExitInput);
+  EXPECT_NE(std::string(e.what()).find("replaced"), std::string::npos) << e.what();
+}
+
+TEST(CheckpointWriterCopy, CopiesTensorBytesFromAFileAndDetectsTruncation) {
+  TempDir tmp("fp4z-qio");
+  const std::string src = pattern_bytes((5 << 20) + 6, 4);  // odd size: no alignment assumed
+  OpenedInput f(tmp / "src.bin", src);
+  const InputFile& in = f.in;
+  fs::create_directories(tmp / "out");
+  {
+    CheckpointWriter w(tmp / "out", {{"a", DType::U8, {int64_t(src.size() - 1000)}}, {"b", DType::U8, {3}}}, 1ull << 40);
+    w.copy_from("a", in, 1000);
+    w.write("b", "xyz", 3);
+    w.finish();
+  }
+  EXPECT_TRUE(tensor_bytes(tmp / "out/model.safetensors", "a") == src.substr(1000));
+  EXPECT_EQ(tensor_bytes(tmp / "out/model.safetensors", "b"), "xyz");
+
+  fs::create_directories(tmp / "out2");
+  CheckpointWriter w(tmp / "out2", {{"a", DType::U8, {int64_t(src.size())}}}, 1ull << 40);
+  ASSERT_EQ(truncate((tmp / "src.bin").c_str(), 4096), 0);
+  expect_truncation_error(error_of([&] { w.copy_from("a", in, 0); }), tmp / "src.bin");
+}
+
+TEST(IoQueue, WritesCopiesAndCallsInOrderAndRecyclesBuffers) {
+  TempDir tmp("fp4z-qio");
+  const std::string src = pattern_bytes(3 << 20, 5);
+  OpenedInput f(tmp / "src.bin", src);
+  const InputFile& in = f.in;
+  fs::create_directories(tmp / "out");
+  const std::string big = pattern_bytes(2 << 20, 6);
+  CheckpointWriter w(tmp / "out", {{"big", DType::U8, {int64_t(big.size())}}, {"copied", DType::U8, {int64_t(src.size())}}}, 1ull << 40);
+  bool called = false;
+  {
+    IoQueue io(w);
+    io.prefetch(in, 0, src.size());
+    io.write("big", std::vector<uint8_t>(big.begin(), big.end()));
+    io.copy("copied", in, 0);
+    io.call([&] { called = true; });
+    io.finish();
+    std::vector<uint8_t> spare = io.spare();  // the written 2 MiB buffer comes back for reuse
+    EXPECT_GE(spare.capacity(), big.size());
+  }
+  EXPECT_TRUE(called);
+  w.finish();
+  EXPECT_TRUE(tensor_bytes(tmp / "out/model.safetensors", "big") == big);
+  EXPECT_TRUE(tensor_bytes(tmp / "out/model.safetensors", "copied") == src);
+}
+
+TEST(IoQueue, AFailedJobSurfacesAtFinishAndLaterSubmissions) {
+  TempDir tmp("fp4z-qio");
+  fs::create_directories(tmp / "out");
+  CheckpointWriter w(tmp / "out", {{"t", DType::U8, {4}}}, 1ull << 40);
+  IoQueue io(w);
+  io.write("t", std::vector<uint8_t>(5));  // wrong size: the background write fails
+  Error e = error_of([&] { io.finish(); });
+  EXPECT_EQ(e.code, kExitInternal);
+  EXPECT_NE(std::string(e.what()).find("size mismatch"), std::string::npos) << e.what();
+  Error again = error_of([&] { io.call([] {}); });
+  EXPECT_EQ(std::string(again.what()), std::string(e.what()));
+}
