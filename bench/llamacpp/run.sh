@@ -5,7 +5,8 @@
 #   plus the Qwen3 tokenizer fixture; needs ~11 GB free under /work/bench-data). The checkpoint must hold
 #   tokenizer.json and a vocabulary of >= 151643 tokens (model_bench draws prompt ids below that).
 #   Needs build/fp4z and build/model_bench (bash scripts/build.sh); builds llama-bench via build.sh.
-#   Prints the llama.cpp commit, then a markdown table of median tokens/s.
+#   Prints the llama.cpp commit, then a markdown table of median tokens/s (KEEP_LOG=DIR keeps the raw JSON;
+#   BASE_MODEL_BENCH=PATH also times an older model_bench build in the same rounds).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -46,36 +47,62 @@ done
 
 log=$(mktemp -d)
 pp_csv=$(echo $pps | tr ' ' ',')
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+# Engines alternate within each round (fp4z, llama.cpp Q4_0, fp4z, llama.cpp NVFP4) so load changes hit both.
+first_pp=${pps%% *}
 for r in $(seq 1 "$rounds"); do
-  echo "round $r/$rounds" >&2
+  echo "round $r/$rounds (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  # fp4z default (int8 activations): the first prompt size carries the tg run.
   for pp in $pps; do
-    "$mb" run "$model" "$threads" "$pp" "$tg" > "$log/fp4z-f32-$pp-$r.json"
-    "$mb" run "$model" "$threads" "$pp" 0 int8 > "$log/fp4z-int8-$pp-$r.json"
+    n=0; [ "$pp" = "$first_pp" ] && n=$tg
+    "$mb" run "$model" "$threads" "$pp" "$n" int8 > "$log/fp4z-int8-$pp-$r.json"
   done
-  for t in q4_0 nvfp4; do
-    "$lb" -m "$gg/$t.gguf" -t "$threads" -p "$pp_csv" -n "$tg" -r 1 -o json > "$log/llama-$t-$r.json"
-  done
+  "$lb" -m "$gg/q4_0.gguf" -t "$threads" -p "$pp_csv" -n "$tg" -r 1 -o json > "$log/llama-q4_0-$r.json"
+  # fp4z --exact (f32 activations): generation only (its prompt speed is not a goal).
+  "$mb" run "$model" "$threads" 1 "$tg" > "$log/fp4z-f32-1-$r.json"
+  # llama.cpp's NVFP4 type: generation only (its prompt path is 4x slower than its Q4_0 and not a goal).
+  "$lb" -m "$gg/nvfp4.gguf" -t "$threads" -p 0 -n "$tg" -r 1 -o json > "$log/llama-nvfp4-$r.json"
+  if [ -n "${BASE_MODEL_BENCH:-}" ]; then  # an older fp4z build, same runs as the default above
+    for pp in $pps; do
+      n=0; [ "$pp" = "$first_pp" ] && n=$tg
+      "$BASE_MODEL_BENCH" run "$model" "$threads" "$pp" "$n" int8 > "$log/base-int8-$pp-$r.json"
+    done
+  fi
 done
 
-python3 - "$log" "$rounds" "$pps" "$tg" "$threads" "$(cat build-llamacpp/build-info.txt | head -1)" <<'PY'
+python3 - "$log" "$rounds" "$pps" "$tg" "$threads" "$(head -1 build-llamacpp/build-info.txt)" "$load_start" <<'PY'
 import glob, json, os, statistics, sys
-log, rounds, pps, tg, threads, commit = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6]
+log, rounds, pps, tg, threads, commit, load_start = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 rows = []
-f32 = {pp: [json.load(open(f)) for f in glob.glob(f"{log}/fp4z-f32-{pp}-*.json")] for pp in pps}
-i8 = {pp: [json.load(open(f)) for f in glob.glob(f"{log}/fp4z-int8-{pp}-*.json")] for pp in pps}
-rows.append(("fp4z NVFP4 (stored head), exact f32", [med([j["pp_tok_per_s"] for j in f32[pp]]) for pp in pps],
-             med([j["tg_tok_per_s"] for pp in pps for j in f32[pp]])))
-rows.append(("fp4z NVFP4, `--int8-act` prompts", [med([j["pp_tok_per_s"] for j in i8[pp]]) for pp in pps], None))
-for t, label in (("q4_0", "llama.cpp Q4_0 (same-bytes head)"), ("nvfp4", "llama.cpp NVFP4 (same weights)")):
+load = lambda pat: [json.load(open(f)) for f in glob.glob(f"{log}/{pat}")]
+i8 = {pp: load(f"fp4z-int8-{pp}-*.json") for pp in pps}
+f32 = load("fp4z-f32-1-*.json")
+rows.append(("fp4z NVFP4 (BF16 head), int8 activations (default)", [med([j["pp_tok_per_s"] for j in i8[pp]]) for pp in pps],
+             med([j["tg_tok_per_s"] for j in i8[pps[0]]])))
+rows.append(("fp4z NVFP4 (BF16 head), `--exact` f32", [None] * len(pps), med([j["tg_tok_per_s"] for j in f32])))
+base = {pp: load(f"base-int8-{pp}-*.json") for pp in pps}
+if base[pps[0]]:
+    rows.append(("fp4z before this change (BASE_MODEL_BENCH), int8", [med([j["pp_tok_per_s"] for j in base[pp]]) for pp in pps],
+                 med([j["tg_tok_per_s"] for j in base[pps[0]]])))
+for t, label in (("q4_0", "llama.cpp Q4_0 (BF16 head: same bytes)"), ("nvfp4", "llama.cpp NVFP4 (same weights, BF16 head)")):
     runs = [json.load(open(f)) for f in glob.glob(f"{log}/llama-{t}-*.json")]
     pp_rates = [med([e["avg_ts"] for r in runs for e in r if e["n_prompt"] == int(pp) and e["n_gen"] == 0]) for pp in pps]
+    pp_rates = [None if x != x else x for x in pp_rates]  # not measured (NaN)
     tg_rate = med([e["avg_ts"] for r in runs for e in r if e["n_gen"] == int(tg) and e["n_prompt"] == 0])
     rows.append((label, pp_rates, tg_rate))
-print(f"\n{commit}; {threads} threads, median of {rounds} alternating rounds, tg = {tg} tokens; load average {open('/proc/loadavg').read().split()[:3]}\n")
+print(f"\n{commit}; {threads} threads, median of {rounds} alternating rounds, tg = {tg} tokens; load average at start {load_start}, at end {' '.join(open('/proc/loadavg').read().split()[:3])}")
+rss = [j["peak_rss_mb"] for pp in pps for j in i8[pp]]
+print(f"fp4z peak resident memory (int8 path): {max(rss):.0f} MB")
+cpu = lambda js, k, n: med([j[k] / j[n] for j in js if j[n]])
+print(f"fp4z process CPU seconds per token (median): pp{pps[0]} {cpu(i8[pps[0]], 'pp_cpu_s', 'pp_tokens'):.3f}, pp{pps[-1]} {cpu(i8[pps[-1]], 'pp_cpu_s', 'pp_tokens'):.3f}, generation {cpu(i8[pps[0]], 'tg_cpu_s', 'tg_tokens'):.3f}")
+if base[pps[0]]:
+    print(f"before (BASE_MODEL_BENCH): pp{pps[0]} {cpu(base[pps[0]], 'pp_cpu_s', 'pp_tokens'):.3f}, pp{pps[-1]} {cpu(base[pps[-1]], 'pp_cpu_s', 'pp_tokens'):.3f}, generation {cpu(base[pps[0]], 'tg_cpu_s', 'tg_tokens'):.3f}")
+print()
 print("| engine, linears (head) | " + " | ".join(f"pp{pp} tok/s" for pp in pps) + " | generation tok/s |")
 print("|---|" + "---|" * (len(pps) + 1))
 for label, pp_rates, tg_rate in rows:
-    print(f"| {label} | " + " | ".join(f"{x:.2f}" for x in pp_rates) + " | " + ("(same path)" if tg_rate is None else f"{tg_rate:.2f}") + " |")
+    print(f"| {label} | " + " | ".join("–" if x is None else f"{x:.2f}" for x in pp_rates) + f" | {tg_rate:.2f} |")
 PY
+if [ -n "${KEEP_LOG:-}" ]; then mkdir -p "$KEEP_LOG" && cp "$log"/*.json "$KEEP_LOG"/; fi
 rm -rf "$log"

@@ -36,6 +36,9 @@ inline __m512 block_scales(const uint8_t* s) {
   return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(128.0f));
 }
 
+// Software prefetch distance of the generation GEMV, in groups of 256 columns (144 bytes a row).
+constexpr int64_t kAhead = 8;
+
 // One token, R rows streamed straight from the packed weights: y[r] for r < R.
 template <int R>
 void gemv_rows(const uint8_t* codes, const uint8_t* scales, int64_t G, const Int8Activations& xa, float* y, int64_t ystride) {
@@ -54,6 +57,11 @@ void gemv_rows(const uint8_t* codes, const uint8_t* scales, int64_t G, const Int
       const __m512 xs = _mm512_loadu_ps(xa.scale.data() + g * 16);
       for (int r = 0; r < R; ++r) {
         const uint8_t* p = codes + r * G * 128 + g * 128;
+        // Each row is its own stream: ask for the bytes kAhead groups on before the core needs them
+        // (the codes' two lines, and the line of 4 groups' scales), past the row end harmlessly.
+        _mm_prefetch(reinterpret_cast<const char*>(p + kAhead * 128), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p + kAhead * 128 + 64), _MM_HINT_T0);
+        if ((g & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(scales + r * G * 16 + (g + kAhead) * 16), _MM_HINT_T0);
         __m512i w0, w1, w2, w3;
         decode_half(p, lut, w0, w1);
         decode_half(p + 64, lut, w2, w3);
@@ -102,30 +110,35 @@ void micro_int8(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ld
 }
 
 constexpr int kTileR = 4;
-constexpr int kTileT = 2;
+constexpr int kTileT = 3;
 
 template <int R>
 void micro_int8_rows(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ldx, const float* xs, const int32_t* xc,
                      int64_t lds, int64_t ng, int tt, float* y, int64_t ldy) {
   switch (tt) {
     case 1: micro_int8<R, 1>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
-    default: micro_int8<R, 2>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
+    case 2: micro_int8<R, 2>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
+    default: micro_int8<R, 3>(wp, ws, xq, ldx, xs, xc, lds, ng, y, ldy); break;
   }
 }
 
-// Many tokens: per panel of kPanelRows rows × kInt8ChunkGroups groups, the weights are decoded once
-// into L2 (bytes in Int8Activations order, scales as f32) and reused by every token.
+// Many tokens: per kTileR rows × kInt8ChunkGroups groups the weights are decoded once into an L1
+// tile (bytes in Int8Activations order, scales as f32, 16 KiB) and every token streams past it
+// from L2, so each weight load from L1 feeds kTileT dot products and each activation load kTileR.
 void gemm_int8(const Linear& w, const uint8_t* packed, const Int8Activations& xa, int64_t r0, int64_t r1, float* y, float* scratch) {
   const int64_t N = w.n, T = xa.T, G = xa.groups, ldx = G * 256, lds = G * 16;
   const uint8_t* scales = int8_layout::scales(packed, N, w.k);
   const __m512i lut = e2m1_lut();
   for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
   uint8_t* wp = reinterpret_cast<uint8_t*>(scratch);
-  float* ws = scratch + kPanelRows * kLd / 4;
-  for (int64_t rb = r0; rb < r1; rb += kPanelRows) {
-    const int64_t rows = std::min(kPanelRows, r1 - rb);
-    for (int64_t g0 = 0; g0 < G; g0 += kInt8ChunkGroups) {
-      const int64_t ng = std::min(kInt8ChunkGroups, G - g0);
+  float* ws = scratch + kTileR * kLd / 4;
+  for (int64_t g0 = 0; g0 < G; g0 += kInt8ChunkGroups) {
+    const int64_t ng = std::min(kInt8ChunkGroups, G - g0);
+    const int8_t* xq = xa.q.data() + g0 * 256;
+    const float* xs = xa.scale.data() + g0 * 16;
+    const int32_t* xc = xa.corr.data() + g0 * 16;
+    for (int64_t rb = r0; rb < r1; rb += kTileR) {
+      const int64_t rows = std::min<int64_t>(kTileR, r1 - rb);
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t g = 0; g < ng; ++g) {
           const uint8_t* p = packed + (rb + i) * G * 128 + (g0 + g) * 128;
@@ -139,18 +152,15 @@ void gemm_int8(const Linear& w, const uint8_t* packed, const Int8Activations& xa
           _mm512_storeu_si512(o + 192, d);
           _mm512_storeu_ps(ws + i * (kLd / 16) + g * 16, block_scales(scales + (rb + i) * G * 16 + (g0 + g) * 16));
         }
-      const int8_t* xq = xa.q.data() + g0 * 256;
-      const float* xs = xa.scale.data() + g0 * 16;
-      const int32_t* xc = xa.corr.data() + g0 * 16;
       for (int64_t t0 = 0; t0 < T; t0 += kTileT) {
         const int tt = int(std::min<int64_t>(kTileT, T - t0));
-        int64_t i = 0;
-        for (; i + kTileR <= rows; i += kTileR)
-          micro_int8_rows<kTileR>(wp + i * kLd, ws + i * (kLd / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds,
-                                  ng, tt, y + t0 * N + rb + i, N);
-        for (; i < rows; ++i)
-          micro_int8_rows<1>(wp + i * kLd, ws + i * (kLd / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng,
-                             tt, y + t0 * N + rb + i, N);
+        if (rows == kTileR) {
+          micro_int8_rows<kTileR>(wp, ws, xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt, y + t0 * N + rb, N);
+          continue;
+        }
+        for (int64_t i = 0; i < rows; ++i)
+          micro_int8_rows<1>(wp + i * kLd, ws + i * (kLd / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt,
+                             y + t0 * N + rb + i, N);
       }
     }
   }
