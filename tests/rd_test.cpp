@@ -318,6 +318,9 @@ TEST_F(RdCli, BadInputIsOneLineExitTwoNoOutput) {
   write_text(tmp->path + "/short.txt", "Once upon a time there was a cat.");
   expect_bad("--lambda 1e-7 --calibration " + tmp->path + "/short.txt", out, "tokens");
   expect_bad("--lambda 1e-7 --calibration " + tmp->path + "/missing.txt", out, "missing.txt");
+  expect_bad("--lambda 1e-7 --rd-inputs both", out, "--rd-inputs");
+  expect_bad("--lambda 1e-7 --rd-stages none", out, "--rd-stages");
+  expect_bad("--lambda 1e-7 --rd-refine 101", out, "--rd-refine");
   // A source without a tokenizer cannot be calibrated.
   const std::string notok = tmp->path + "/notok";
   fs::create_directories(notok);
