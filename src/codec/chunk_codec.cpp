@@ -10,8 +10,12 @@
 
 namespace fp4z::codec {
 
-const CodecKernels kCodecKernelsScalar = {Isa::kScalar, rans::decode_rounds_scalar, split_bf16_scalar, merge_bf16_scalar};
-const CodecKernels kCodecKernelsAvx512 = {Isa::kAvx512, rans::decode_rounds_avx512, split_bf16_avx512, merge_bf16_avx512};
+const CodecKernels kCodecKernelsScalar = {Isa::kScalar, rans::decode_rounds_scalar, rans::encode_rounds_scalar,
+                                           split_bf16_scalar, merge_bf16_scalar,
+                                           xxh3_64_scalar};
+const CodecKernels kCodecKernelsAvx512 = {Isa::kAvx512, rans::decode_rounds_avx512, rans::encode_rounds_avx512,
+                                           split_bf16_avx512, merge_bf16_avx512,
+                                           xxh3_64_avx512};
 
 const CodecKernels& codec_kernels(Isa isa) { return isa == Isa::kAvx512 ? kCodecKernelsAvx512 : kCodecKernelsScalar; }
 
@@ -199,7 +203,7 @@ void encode_stream(const uint8_t* sym, size_t n, std::vector<uint8_t>& out, Code
   size_t overhead = kRansFixed + table_bytes(t) + varint_size(n);
   if (double(overhead) + bits / 8 >= double(n)) return put_raw();
   uint32_t states[rans::kLanes];
-  rans::encode(sym, n, t, states, scratch.words);
+  rans::encode(sym, n, t, states, scratch.words, scratch.kernels->encode_rounds);
   size_t n_words = scratch.words.size();
   size_t coded = overhead - varint_size(n) + varint_size(n_words) + 2 * n_words;
   if (coded >= n + 1) return put_raw();

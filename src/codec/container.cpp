@@ -429,11 +429,11 @@ void decode_container_chunk(const uint8_t* data, size_t size, const ContainerInd
                             CodecScratch& scratch, const std::string& label, bool verify) {
   const ChunkEntry& c = idx.chunks[k];
   const uint8_t* payload = data + c.offset;  // in range: checked by parse_container
-  if (verify && XXH3_64bits(payload, size_t(c.payload_size)) != c.payload_hash)
+  if (verify && scratch.kernels->hash(payload, size_t(c.payload_size)) != c.payload_hash)
     fail_input(label + ": " + chunk_label(idx, k) + ": payload checksum mismatch (corrupt data)");
   std::string err = decode_chunk(c.codec, payload, size_t(c.payload_size), out, size_t(c.raw_size), scratch);
   if (!err.empty()) fail_input(label + ": " + chunk_label(idx, k) + ": " + err);
-  if (verify && XXH3_64bits(out, size_t(c.raw_size)) != c.raw_hash)
+  if (verify && scratch.kernels->hash(out, size_t(c.raw_size)) != c.raw_hash)
     fail_input(label + ": " + chunk_label(idx, k) + ": decoded data checksum mismatch");
 }
 
@@ -637,8 +637,8 @@ CompressSummary compress_directory(const std::string& dir, const std::string& ou
           ce.role = job.role;
           ce.raw_size = job.size;
           ce.payload_size = payloads[j].size();
-          ce.raw_hash = XXH3_64bits(raw, size_t(job.size));
-          ce.payload_hash = XXH3_64bits(payloads[j].data(), payloads[j].size());
+          ce.raw_hash = scratch.kernels->hash(raw, size_t(job.size));
+          ce.payload_hash = scratch.kernels->hash(payloads[j].data(), payloads[j].size());
           if (opt.verify && ce.codec != ChunkCodec::kRaw) {
             scratch.check.resize(size_t(job.size));
             std::vector<uint8_t>& chk = scratch.check;
