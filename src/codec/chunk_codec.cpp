@@ -216,12 +216,9 @@ void encode_stream(const uint8_t* sym, size_t n, std::vector<uint8_t>& out, Code
     if (t.freq[s]) put_varint(out, t.freq[s] - 1);
   for (int l = 0; l < rans::kLanes; ++l) put_u32(out, states[l]);
   put_varint(out, n_words);
-  size_t at = out.size();
-  out.resize(at + 2 * n_words);
-  for (size_t k = 0; k < n_words; ++k) {
-    out[at + 2 * k] = uint8_t(scratch.words[k]);
-    out[at + 2 * k + 1] = uint8_t(scratch.words[k] >> 8);
-  }
+  // The words are stored little-endian, which is the host's order (x86-64): one copy.
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(scratch.words.data());
+  out.insert(out.end(), wb, wb + 2 * n_words);
 }
 
 std::string decode_stream(const uint8_t* data, size_t size, size_t* pos, uint8_t* out, size_t n,
