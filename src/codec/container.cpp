@@ -223,7 +223,12 @@ std::vector<ChunkJob> chunk_jobs(const std::vector<Segment>& segs, const Compres
     uint64_t step = z ? opt.zstd_chunk : opt.coded_chunk;
     unsigned es = chunk_codec_element_size(s.codec);
     step = std::max<uint64_t>(es, step - step % es);
-    int level = (z && s.size > (uint64_t(32) << 20)) ? std::min(opt.zstd_level, 9) : opt.zstd_level;
+    // zstd -19 runs at ~1.5 MB/s: on a real checkpoint's 11 MB tokenizer.json it took 8 s of a 22 s
+    // compression for 0.3 MB (0.013% of the container) over level 12, so large opaque segments get a
+    // faster level; small files (and therefore small models) keep the full level.
+    int level = opt.zstd_level;
+    if (z && s.size > (uint64_t(32) << 20)) level = std::min(level, 9);
+    else if (z && s.size > kFullZstdLevelMaxSegment) level = std::min(level, 12);
     for (uint64_t at = 0; at < s.size; at += step) {
       uint64_t n = std::min(step, s.size - at);
       ChunkCodec c = s.codec;
