@@ -3,6 +3,7 @@
 #include "codec/container.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -276,6 +277,18 @@ void write_all(FILE* f, const void* p, size_t n, const std::string& path) {
   if (n && std::fwrite(p, 1, n, f) != n) fail_io(path + ": write failed: " + std::strerror(errno));
 }
 
+// Maps a batch's container pages in with one call instead of a page fault per 64 KiB (a few % of a
+// decode); best effort: kernels before 5.14 lack MADV_POPULATE_READ and the faults then happen as before.
+void populate_pages(const MappedFile& m, uint64_t lo, uint64_t hi) {
+#ifndef MADV_POPULATE_READ
+  constexpr int MADV_POPULATE_READ = 22;
+#endif
+  if (hi <= lo || !m.data) return;
+  uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t a = (uintptr_t(m.data) + lo) & ~(page - 1), b = uintptr_t(m.data) + hi;
+  (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_READ);
+}
+
 void pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& path) {
   while (n) {
     ssize_t w = ::pwrite(fd, p, n, off_t(off));
@@ -488,6 +501,9 @@ void decompress_to_dir(const Container& c, const std::string& out_dir, int threa
     size_t batch = size_t(threads) * 8;
     for (size_t b0 = 0; b0 < f.n_chunks; b0 += batch) {
       size_t b1 = std::min<size_t>(size_t(f.n_chunks), b0 + batch);
+      const ChunkEntry& first_in = idx.chunks[size_t(f.first_chunk + b0)];
+      const ChunkEntry& last_in = idx.chunks[size_t(f.first_chunk + b1 - 1)];
+      populate_pages(c.map, first_in.offset, last_in.offset + last_in.payload_size);
       parallel_for(b1 - b0, threads, 1, [&](size_t b, size_t e) {
         thread_local CodecScratch scratch;
         thread_local std::vector<uint8_t> buf;
@@ -515,6 +531,7 @@ void verify_container(const Container& c, int threads) {
   const size_t batch = size_t(threads) * 8;
   for (size_t b0 = 0; b0 < idx.chunks.size(); b0 += batch) {
     size_t b1 = std::min(idx.chunks.size(), b0 + batch);
+    populate_pages(c.map, idx.chunks[b0].offset, idx.chunks[b1 - 1].offset + idx.chunks[b1 - 1].payload_size);
     parallel_for(b1 - b0, threads, 1, [&](size_t b, size_t e) {
       thread_local CodecScratch scratch;
       thread_local std::vector<uint8_t> buf;
