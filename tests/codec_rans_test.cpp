@@ -239,3 +239,77 @@ TEST(Dispatch, EveryKernelGivesTheSameBytes) {
   EXPECT_EQ(m2, raw);
   FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }
+
+// The encoders divide by freq through a rounded-up double reciprocal (EncodeTable); the quotient must
+// be exact for every frequency at the worst states: multiples of freq, one below them, and the top.
+TEST(Rans, ReciprocalDivisionIsExact) {
+  rans::FreqTable t{};
+  rans::EncodeTable e;
+  for (uint32_t f = 1; f < rans::kTotal; ++f) {
+    t.freq[0] = f;
+    t.finish_starts();
+    rans::build_encode_table(t, e);
+    const double r = e.rcp[0];
+    auto check = [&](uint64_t x) {
+      if (x > UINT32_MAX) return;
+      ASSERT_EQ(uint64_t(double(x) * r), x / f) << "freq " << f << " x " << x;
+    };
+    for (uint64_t q : {uint64_t(1), uint64_t(2), uint64_t(rans::kLower) / f + 1, uint64_t(UINT32_MAX) / f,
+                       uint64_t(UINT32_MAX) / f - 1, uint64_t(1) << 20, (uint64_t(1) << 32) / (3 * f)}) {
+      check(q * f);
+      check(q * f - 1);
+      check(q * f + f - 1);
+    }
+    check(UINT32_MAX);
+  }
+}
+
+// Whole-round encode kernels (scalar division, AVX-512 reciprocal with compressed word stores) must
+// emit the same words and final states, so containers do not depend on the machine that wrote them.
+TEST(Dispatch, EveryEncodeKernelGivesTheSameWords) {
+  std::vector<rans::EncodeRoundsFn> kernels = {rans::encode_rounds_scalar};
+  if (detect_isa() == Isa::kAvx512) kernels.push_back(rans::encode_rounds_avx512);
+  for (double spread : {0.3, 3.0, 40.0, 400.0}) {
+    for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(33), size_t(1000), size_t(65536 + 17), size_t(1) << 20}) {
+      auto v = skewed_bytes(n, spread, uint32_t(n * 7 + spread));
+      uint64_t counts[256];
+      rans::histogram(v.data(), n, counts);
+      if (rans::distinct_symbols(counts) < 2) continue;
+      rans::FreqTable t;
+      rans::normalize(counts, t);
+      uint32_t ref_states[rans::kLanes];
+      std::vector<uint16_t> ref_words;
+      rans::encode(v.data(), n, t, ref_states, ref_words, kernels[0]);
+      for (auto k : kernels) {
+        uint32_t states[rans::kLanes];
+        std::vector<uint16_t> words;
+        rans::encode(v.data(), n, t, states, words, k);
+        EXPECT_EQ(words, ref_words) << n << " " << spread;
+        EXPECT_TRUE(std::equal(states, states + rans::kLanes, ref_states)) << n << " " << spread;
+      }
+      // And the words decode back (the scalar decoder as the reference).
+      std::vector<uint8_t> wb(2 * ref_words.size()), out(n);
+      if (!wb.empty()) std::memcpy(wb.data(), ref_words.data(), wb.size());
+      rans::DecodeTable d;
+      rans::build_decode_table(t, d);
+      ASSERT_TRUE(rans::decode(d, ref_states, wb.data(), ref_words.size(), out.data(), n));
+      EXPECT_EQ(out, v);
+    }
+  }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+}
+
+// The chunk checksums (XXH3-64) agree between the system library and the AVX-512 build, on every
+// length class xxhash distinguishes (0-16, 17-128, 129-240, long inputs, stripe and block tails).
+TEST(Dispatch, EveryHashKernelGivesTheSameValue) {
+  std::mt19937 rng(9);
+  std::vector<uint8_t> buf((size_t(1) << 20) + 333);
+  for (auto& b : buf) b = uint8_t(rng());
+  const HashFn simd = codec_kernels(detect_isa()).hash;
+  for (size_t n : {size_t(0), size_t(1), size_t(3), size_t(16), size_t(17), size_t(128), size_t(129), size_t(240),
+                   size_t(241), size_t(1023), size_t(1024), size_t(1025), size_t(65536 + 7), buf.size()}) {
+    EXPECT_EQ(simd(buf.data() + 1, n - (n == buf.size())), xxh3_64_scalar(buf.data() + 1, n - (n == buf.size())))
+        << n;
+  }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+}

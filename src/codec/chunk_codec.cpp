@@ -10,8 +10,12 @@
 
 namespace fp4z::codec {
 
-const CodecKernels kCodecKernelsScalar = {Isa::kScalar, rans::decode_rounds_scalar, split_bf16_scalar, merge_bf16_scalar};
-const CodecKernels kCodecKernelsAvx512 = {Isa::kAvx512, rans::decode_rounds_avx512, split_bf16_avx512, merge_bf16_avx512};
+const CodecKernels kCodecKernelsScalar = {Isa::kScalar, rans::decode_rounds_scalar, rans::encode_rounds_scalar,
+                                           split_bf16_scalar, merge_bf16_scalar,
+                                           xxh3_64_scalar};
+const CodecKernels kCodecKernelsAvx512 = {Isa::kAvx512, rans::decode_rounds_avx512, rans::encode_rounds_avx512,
+                                           split_bf16_avx512, merge_bf16_avx512,
+                                           xxh3_64_avx512};
 
 const CodecKernels& codec_kernels(Isa isa) { return isa == Isa::kAvx512 ? kCodecKernelsAvx512 : kCodecKernelsScalar; }
 
@@ -199,7 +203,7 @@ void encode_stream(const uint8_t* sym, size_t n, std::vector<uint8_t>& out, Code
   size_t overhead = kRansFixed + table_bytes(t) + varint_size(n);
   if (double(overhead) + bits / 8 >= double(n)) return put_raw();
   uint32_t states[rans::kLanes];
-  rans::encode(sym, n, t, states, scratch.words);
+  rans::encode(sym, n, t, states, scratch.words, scratch.kernels->encode_rounds);
   size_t n_words = scratch.words.size();
   size_t coded = overhead - varint_size(n) + varint_size(n_words) + 2 * n_words;
   if (coded >= n + 1) return put_raw();
@@ -212,12 +216,9 @@ void encode_stream(const uint8_t* sym, size_t n, std::vector<uint8_t>& out, Code
     if (t.freq[s]) put_varint(out, t.freq[s] - 1);
   for (int l = 0; l < rans::kLanes; ++l) put_u32(out, states[l]);
   put_varint(out, n_words);
-  size_t at = out.size();
-  out.resize(at + 2 * n_words);
-  for (size_t k = 0; k < n_words; ++k) {
-    out[at + 2 * k] = uint8_t(scratch.words[k]);
-    out[at + 2 * k + 1] = uint8_t(scratch.words[k] >> 8);
-  }
+  // The words are stored little-endian, which is the host's order (x86-64): one copy.
+  const uint8_t* wb = reinterpret_cast<const uint8_t*>(scratch.words.data());
+  out.insert(out.end(), wb, wb + 2 * n_words);
 }
 
 std::string decode_stream(const uint8_t* data, size_t size, size_t* pos, uint8_t* out, size_t n,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "codec/rans.h"
+#include "codec/hash.h"
 #include "codec/planes.h"
 #include "codec/rans_simd.h"
 
@@ -38,8 +39,10 @@ enum class StreamMode : uint8_t { kRaw = 0, kConst = 1, kRans = 2 };
 struct CodecKernels {
   Isa isa;
   rans::DecodeRoundsFn decode_rounds;
+  rans::EncodeRoundsFn encode_rounds;
   SplitFn split_bf16;
   MergeFn merge_bf16;
+  HashFn hash;  // XXH3-64 of payloads and decoded chunks
 };
 extern const CodecKernels kCodecKernelsScalar;
 extern const CodecKernels kCodecKernelsAvx512;

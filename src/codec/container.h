@@ -20,6 +20,8 @@ constexpr size_t kHeaderSize = 16;
 constexpr size_t kTrailerSize = 40;
 constexpr uint64_t kMaxChunkRaw = uint64_t(64) << 20;  // decoders refuse larger chunks
 constexpr size_t kMaxPath = 4096;
+// Opaque (zstd) segments above this size are coded at most at level 12 (CompressOptions::zstd_level).
+constexpr uint64_t kFullZstdLevelMaxSegment = uint64_t(1) << 20;
 
 // What a byte range of a file is; decides the codec and the report rows. Part of the format.
 enum class Role : uint8_t { kOther = 0, kFp4Codes = 1, kFp8Scales = 2, kFloat = 3 };
@@ -77,7 +79,7 @@ struct CompressOptions {
   int threads = 0;
   uint64_t coded_chunk = 1 << 20;  // chunk size of FP4/FP8/float tensors
   uint64_t zstd_chunk = 4 << 20;   // chunk size of everything else
-  int zstd_level = 19;             // for zstd segments up to 32 MiB; larger ones use min(level, 9)
+  int zstd_level = 19;             // for zstd segments up to 1 MiB; up to 32 MiB min(level, 12), larger min(level, 9)
   uint64_t min_coded_tensor = 4096;  // smaller tensors go into the zstd stream with the header
   bool verify = true;              // decode every coded chunk again and compare before writing
   bool quiet = false;

@@ -24,6 +24,7 @@
 //      words a round consumes are, in order, those of the lanes that renormalise, in lane order.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -130,40 +131,69 @@ inline void normalize(const uint64_t counts[256], FreqTable& t) {
 // Upper bound of the coded size in bytes of n symbols (words + a few spare), for buffer sizing.
 inline size_t max_words(size_t n) { return n + kLanes + 16; }
 
+// Encoder symbol table: per symbol its frequency and start (absent symbols get freq 1, never used),
+// and 1/freq as a double rounded up, so that floor(x * rcp) == x / freq exactly for every 32-bit x:
+// the product is >= x / freq and exceeds it by at most x * 2^-51 < 2^-19, while a non-integer
+// quotient lies at least 1/freq >= 2^-12 below the next integer.
+struct EncodeTable {
+  uint32_t freq[256];
+  uint32_t start[256];
+  double rcp[256];
+};
+inline void build_encode_table(const FreqTable& t, EncodeTable& e) {
+  for (int s = 0; s < 256; ++s) {
+    uint32_t f = t.freq[s] ? t.freq[s] : 1;
+    e.freq[s] = f;
+    e.start[s] = t.start[s];
+    double r = 1.0 / double(f);
+    e.rcp[s] = (f & (f - 1)) == 0 ? r : std::nextafter(r, 2.0);
+  }
+}
+
+// Codes one symbol into state xs (I2), emitting at most one word below *pp.
+inline void encode_put(const EncodeTable& e, uint32_t& xs, uint8_t s, uint16_t*& p) {
+  uint32_t f = e.freq[s];
+  if (xs >= f << (32 - kScaleBits)) {
+    *--p = uint16_t(xs);
+    xs >>= 16;
+  }
+  xs = ((xs / f) << kScaleBits) + (xs % f) + e.start[s];
+}
+
+// Scalar whole rounds, backwards: codes the rounds sym[r*kLanes .. r*kLanes + kLanes) for
+// r = n_rounds-1 down to 0, lanes kLanes-1 down to 0, writing words below *pp (moved down).
+inline void encode_rounds_scalar(const EncodeTable& e, const uint8_t* sym, size_t n_rounds, uint32_t x[kLanes],
+                                 uint16_t** pp) {
+  uint16_t* p = *pp;
+  for (size_t r = n_rounds; r-- > 0;) {
+    const uint8_t* g = sym + r * kLanes;
+    for (int l = kLanes - 1; l >= 0; --l) encode_put(e, x[l], g[l], p);
+  }
+  *pp = p;
+}
+
+// Signature of a whole-round encode kernel (scalar above, SIMD elsewhere); all give identical words.
+using EncodeRoundsFn = void (*)(const EncodeTable&, const uint8_t*, size_t, uint32_t*, uint16_t**);
+
 // Encodes sym[0..n) with table t. Writes the final states to states[] and the 16-bit words, in
 // decoder order, to words (resized). The table must give every symbol of sym a non-zero freq.
 inline void encode(const uint8_t* sym, size_t n, const FreqTable& t, uint32_t states[kLanes],
-                   std::vector<uint16_t>& words) {
+                   std::vector<uint16_t>& words, EncodeRoundsFn rounds = encode_rounds_scalar) {
   words.resize(max_words(n));
   // Words are written backwards from the end of the buffer, then moved to the front (I4).
   uint16_t* end = words.data() + words.size();
   uint16_t* p = end;
   uint32_t x[kLanes];
   for (int l = 0; l < kLanes; ++l) x[l] = kLower;
-  uint32_t xmax[256], freq[256], start[256];
-  for (int s = 0; s < 256; ++s) {
-    freq[s] = t.freq[s] ? t.freq[s] : 1;
-    start[s] = t.start[s];
-    xmax[s] = freq[s] << (32 - kScaleBits);
-  }
-  auto put = [&](uint32_t& xs, uint8_t s) {
-    if (xs >= xmax[s]) {
-      *--p = uint16_t(xs);
-      xs >>= 16;
-    }
-    uint32_t f = freq[s];
-    xs = ((xs / f) << kScaleBits) + (xs % f) + start[s];
-  };
+  EncodeTable e;
+  build_encode_table(t, e);
   size_t i = n;
   // Tail first (symbols beyond the last full group of kLanes), then whole groups backwards.
   while (i % kLanes) {
     --i;
-    put(x[i % kLanes], sym[i]);
+    encode_put(e, x[i % kLanes], sym[i], p);
   }
-  while (i) {
-    i -= kLanes;
-    for (int l = kLanes - 1; l >= 0; --l) put(x[l], sym[i + l]);
-  }
+  rounds(e, sym, i / kLanes, x, &p);
   size_t used = size_t(end - p);
   std::memmove(words.data(), p, used * sizeof(uint16_t));
   words.resize(used);
