@@ -67,21 +67,24 @@ void plain_pass(const float* W, int64_t N, int64_t K, const RdBlockParams& p, ui
   });
 }
 
+// H + δ·mean(diag H)·I, dead columns (H_jj = 0: the calibration never excited them) set to 1 first:
+// the matrix the feedback pass factors, and the one the correction and the refinement use with it.
+std::vector<double> damped_hessian(const std::vector<double>& H, int64_t K, double damp) {
+  double mean_diag = 0;
+  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
+  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
+  std::vector<double> A = H;
+  for (int64_t j = 0; j < K; ++j) A[size_t(j * K + j)] = (H[size_t(j * K + j)] == 0 ? 1.0 : H[size_t(j * K + j)]) + damp * mean_diag;
+  return A;
+}
+
 }  // namespace
 
 float rd_dequant(uint8_t code, uint8_t s8, float gs) { return kE2M1Value[code] * (e4m3_decode(s8) / gs); }
 
 double rd_inverse_cholesky_upper(const std::vector<double>& H, int64_t K, double damp, std::vector<float>& U) {
-  double mean_diag = 0;
-  for (int64_t j = 0; j < K; ++j) mean_diag += H[j * K + j];
-  mean_diag /= double(K);
-  if (!(mean_diag > 0)) mean_diag = 1;
   for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
-    std::vector<double> A = H;
-    for (int64_t j = 0; j < K; ++j) {
-      if (A[j * K + j] == 0) A[j * K + j] = 1;  // a column the calibration never excited
-      A[j * K + j] += damp * mean_diag;
-    }
+    std::vector<double> A = damped_hessian(H, K, damp);
     if (!cholesky_lower(A, K)) continue;
     std::vector<double> Li = invert_lower(A, K);
     // H⁻¹ = Liᵀ Li (lower part is enough for the next factorisation).
@@ -154,23 +157,8 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
 std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_t N, int64_t K, const std::vector<double>& C,
                                           const std::vector<double>& H, double damp, int threads) {
   // M = (C − H̃)(H̃ + δ)⁻¹ from one Cholesky factor L Lᵀ = H̃ + δ (δ as the feedback pass damps).
-  double mean_diag = 0;
-  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
-  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
-  std::vector<double> L = H;
-  for (int64_t j = 0; j < K; ++j) L[size_t(j * K + j)] += damp * mean_diag + (H[size_t(j * K + j)] == 0 ? 1.0 : 0.0);
-  for (int64_t j = 0; j < K; ++j) {
-    double d = L[size_t(j * K + j)];
-    for (int64_t k = 0; k < j; ++k) d -= L[size_t(j * K + k)] * L[size_t(j * K + k)];
-    if (!(d > 0)) return W;  // not positive definite: keep the plain target
-    d = std::sqrt(d);
-    L[size_t(j * K + j)] = d;
-    for (int64_t i = j + 1; i < K; ++i) {
-      double v = L[size_t(i * K + j)];
-      for (int64_t k = 0; k < j; ++k) v -= L[size_t(i * K + k)] * L[size_t(j * K + k)];
-      L[size_t(i * K + j)] = v / d;
-    }
-  }
+  std::vector<double> L = damped_hessian(H, K, damp);
+  if (!cholesky_lower(L, K)) return W;  // not positive definite: keep the plain target
   std::vector<double> M(size_t(K * K));  // row-major: row i solves (H̃ + δ) M[i, :]ᵀ = (C − H̃)[i, :]ᵀ (H̃ symmetric)
   parallel_for(size_t(K), threads, 8, [&](size_t b, size_t e) {
     std::vector<double> y(static_cast<size_t>(K));
@@ -201,14 +189,9 @@ std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_
   return out;
 }
 
-
 void rd_refine_codes(const float* W, int64_t N, int64_t K, const std::vector<double>& H, double damp, const RdBlockParams& p,
                      uint8_t* packed, const uint8_t* scales, int sweeps, int threads) {
-  double mean_diag = 0;
-  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
-  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
-  std::vector<double> Hd = H;  // the damped H that the feedback pass used
-  for (int64_t j = 0; j < K; ++j) Hd[size_t(j * K + j)] += (H[size_t(j * K + j)] == 0 ? 1.0 : 0.0) + damp * mean_diag;
+  const std::vector<double> Hd = damped_hessian(H, K, damp);  // the damped H that the feedback pass used
   const double lambda = p.lambda;
   parallel_for(size_t(N), threads, 4, [&](size_t b, size_t e) {
     std::vector<uint8_t> codes(static_cast<size_t>(K));
