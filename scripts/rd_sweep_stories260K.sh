@@ -14,5 +14,5 @@ N=$(wc -c < "$TXT")
 head -c $((N / 2)) "$TXT" > "$W/calib.txt"
 tail -c +$((N / 2 + 1)) "$TXT" > "$W/eval.txt"
 build/fp4z sweep --source "$W/stories260K" --calibration "$W/calib.txt" --eval "$W/eval.txt" --out "$OUT" \
-  --rd-targets 3.3,3.45,3.6,3.75,3.9,4.05 --chunks 40 --force
+  --rd-targets 3.15,3.22,3.3,3.45,3.6,3.67,3.75,3.9,4.05 --chunks 40 --force
 python3 scripts/rd_sweep_table.py "$OUT/sweep.json"
