@@ -42,32 +42,27 @@ int64_t decoder_layer_of(const std::string& module) {
   return std::stoll(m[2].str());
 }
 
-// H[i, j] += Σ_t x[t, i]·x[t, j] for j >= i (upper triangle), x is [T, K].
-void accumulate_gram(const float* x, int64_t T, int64_t K, std::vector<double>& H, int threads) {
+// Columns of a [T, K] row block as contiguous rows (so that each moment is one dot product).
+std::vector<float> transposed(const float* x, int64_t T, int64_t K) {
   std::vector<float> xt(static_cast<size_t>(K * T));
   for (int64_t t = 0; t < T; ++t)
     for (int64_t k = 0; k < K; ++k) xt[size_t(k * T + t)] = x[t * K + k];
+  return xt;
+}
+
+// H[i, j] += Σ_t x[t, i]·x[t, j] for j >= i (upper triangle) and, with `src` (the source model's rows
+// paired with x, input correction), C[i, j] += Σ_t src[t, i]·x[t, j] for every j; x and src are [T, K].
+void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, std::vector<double>& H, std::vector<double>* C,
+                        int threads) {
+  const std::vector<float> xt = transposed(x, T, K), st = src ? transposed(src, T, K) : std::vector<float>();
   const Isa isa = kernel_isa();
   auto dot = isa == Isa::kAvx512 ? kernels::dot_avx512 : isa == Isa::kAvx2 ? kernels::dot_avx2 : kernels::dot_scalar;
   parallel_for(size_t(K), threads, 4, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i)
+    for (size_t i = b; i < e; ++i) {
       for (int64_t j = int64_t(i); j < K; ++j) H[i * size_t(K) + size_t(j)] += double(dot(xt.data() + i * T, xt.data() + j * T, T));
-  });
-}
-
-// C[i, j] += Σ_t a[t, i]·b[t, j] (full K×K), a and b are [T, K].
-void accumulate_cross(const float* a, const float* b, int64_t T, int64_t K, std::vector<double>& C, int threads) {
-  std::vector<float> at(static_cast<size_t>(K * T)), bt(static_cast<size_t>(K * T));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t k = 0; k < K; ++k) {
-      at[size_t(k * T + t)] = a[t * K + k];
-      bt[size_t(k * T + t)] = b[t * K + k];
+      if (C)
+        for (int64_t j = 0; j < K; ++j) (*C)[i * size_t(K) + size_t(j)] += double(dot(st.data() + i * T, xt.data() + j * T, T));
     }
-  const Isa isa = kernel_isa();
-  auto dot = isa == Isa::kAvx512 ? kernels::dot_avx512 : isa == Isa::kAvx2 ? kernels::dot_avx2 : kernels::dot_scalar;
-  parallel_for(size_t(K), threads, 4, [&](size_t b0, size_t e) {
-    for (size_t i = b0; i < e; ++i)
-      for (int64_t j = 0; j < K; ++j) C[i * size_t(K) + size_t(j)] += double(dot(at.data() + i * T, bt.data() + j * T, T));
   });
 }
 
@@ -208,10 +203,9 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
 double RdJob::search_lambda(double b0, double d0, double hint, double aim) {
   const double target = aim > 0 ? aim : o_.target_bits;
   double lo = 0, blo = b0, hi = -1, bhi = 0;
-  double lam = hint > 0 ? hint / 1.5 : d0 > 0 ? d0 : 1e-12;
-  const double step = hint > 0 ? 1.5 : 10;  // a hint (the previous round's λ) is close
-  for (int i = 0; i < 80 && hi < 0; ++i, lam *= step) {
-    double b = run_bits(lam);
+  // Runs λ and narrows the bracket [lo, hi] (rate above / not above the target) with it.
+  auto probe = [&](double lam) {
+    const double b = run_bits(lam);
     if (b <= target) {
       hi = lam;
       bhi = b;
@@ -219,29 +213,15 @@ double RdJob::search_lambda(double b0, double d0, double hint, double aim) {
       lo = lam;
       blo = b;
     }
-  }
+  };
+  double lam = hint > 0 ? hint / 1.5 : d0 > 0 ? d0 : 1e-12;
+  const double step = hint > 0 ? 1.5 : 10;  // a hint (the previous round's λ) is close
+  for (int i = 0; i < 80 && hi < 0; ++i, lam *= step) probe(lam);
   if (hi < 0) fail_input("--target-bits " + fmt(target) + " is unreachable: no λ up to " + fmt(lam) + " gets the rate that low");
-  for (int i = 0; i < 80 && lo == 0 && hi > 1e-30; ++i) {
-    double b = run_bits(hi / step);
-    if (b > target) {
-      lo = hi / step;
-      blo = b;
-    } else {
-      hi /= step;
-      bhi = b;
-    }
-  }
+  for (int i = 0; i < 80 && lo == 0 && hi > 1e-30; ++i) probe(hi / step);
   for (int i = 0; i < 10 && lo > 0 && target - bhi > 0.002; ++i) {
     double f = std::clamp((blo - target) / (blo - bhi), 0.1, 0.9);
-    double mid = std::exp(std::log(lo) + f * (std::log(hi) - std::log(lo)));
-    double b = run_bits(mid);
-    if (b <= target) {
-      hi = mid;
-      bhi = b;
-    } else {
-      lo = mid;
-      blo = b;
-    }
+    probe(std::exp(std::log(lo) + f * (std::log(hi) - std::log(lo))));
   }
   return hi;
 }
@@ -475,12 +455,12 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     }
     auto& h = H[own];
     if (h.empty()) h.assign(size_t(w.k * w.k), 0.0);
-    accumulate_gram(x, T, w.k, h, threads_);
+    std::vector<double>* c = nullptr;
     if (input_correction_) {
-      auto& c = C[own];
-      if (c.empty()) c.assign(size_t(w.k * w.k), 0.0);
-      accumulate_cross(source_x.at(own).data(), x, T, w.k, c, threads_);
+      c = &C[own];
+      if (c->empty()) c->assign(size_t(w.k * w.k), 0.0);
     }
+    accumulate_moments(x, input_correction_ ? source_x.at(own).data() : nullptr, T, w.k, h, c, threads_);
   });
   std::vector<float> scratch(static_cast<size_t>(ctx_ * Hd));
   const double tokens = double(int64_t(seqs_.size()) * ctx_);

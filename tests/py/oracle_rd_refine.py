@@ -20,18 +20,7 @@ import sys
 
 import numpy as np
 
-MAG = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
-
-
-def e4m3_value(b):
-    e, m = (b >> 3) & 15, b & 7
-    return m / 512.0 if e == 0 else (1 + m / 8.0) * 2.0 ** (e - 7)
-
-
-def value(code):
-    v = MAG[code & 7]
-    return -v if code & 8 else v
-
+from oracle_rd import e4m3_value, value  # the same FP8/E2M1 tables as the decisions oracle
 
 def damped(H, damp):
     Hd = H.copy()
