@@ -171,9 +171,52 @@ void seed_scales_avx512(const float* D, const float* S0, size_t n, float g1, uin
   }
 }
 
+// Seed steps 9-13 of one row in one pass and without a division: the magnitude index of fl(|w| / S1)
+// is the number of the block's cut-offs |w| reaches (e2m1_cutoffs), the template's codes are
+// measured against the same loaded weights.
+template <bool kBf16>
+void seed_row_avx512_t(const void* w, size_t cols, const uint8_t* tscale, const uint8_t* tpacked, const SeedCodeTables& t,
+                       bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 table = _mm512_loadu_ps(kE2M1Value);
+  const __m512i one = _mm512_set1_epi32(1), eight = _mm512_set1_epi32(8);
+  const int sign_cut = canonical_zero ? 1 : 0;  // canonical zero: negative only when the index is >= 1
+  __m512d acc_new = _mm512_setzero_pd(), acc_base = _mm512_setzero_pd();
+  for (size_t b = 0; b < cols / 16; ++b) {
+    const uint8_t tc = tscale[b];
+    const float* cut = t.cut[tc];
+    __m512 wv;
+    if constexpr (kBf16) {
+      __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + 16 * b));
+      wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      wv = _mm512_loadu_ps(static_cast<const float*>(w) + 16 * b);
+    }
+    const __m512 a = _mm512_and_ps(wv, abs_mask);
+    __m512i idx = _mm512_setzero_si512();
+    for (int k = 1; k < 8; ++k) idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(a, _mm512_set1_ps(cut[k]), _CMP_GE_OQ), idx, one);
+    __mmask16 neg = _mm512_movepi32_mask(_mm512_castps_si512(wv)) & _mm512_cmp_ps_mask(a, _mm512_set1_ps(cut[sign_cut]), _CMP_GE_OQ);
+    const __m512i code = _mm512_mask_or_epi32(idx, neg, idx, eight);
+    uint64_t bytes = pack16(code);
+    __builtin_memcpy(packed + 8 * b, &bytes, 8);
+    __m512 d = _mm512_sub_ps(_mm512_mul_ps(_mm512_permutexvar_ps(code, table), _mm512_set1_ps(t.S1[tc])), wv);
+    acc_new = add_err(acc_new, _mm512_mul_ps(d, d));
+    __m512 d0 = _mm512_sub_ps(_mm512_mul_ps(_mm512_permutexvar_ps(unpack16(tpacked + 8 * b), table), _mm512_set1_ps(t.S0[tc])), wv);
+    acc_base = add_err(acc_base, _mm512_mul_ps(d0, d0));
+  }
+  *sq_new = lanes_total(acc_new);
+  *sq_base = lanes_total(acc_base);
+}
+
+void seed_row_avx512(const void* w, bool bf16, size_t cols, const uint8_t* tscale, const uint8_t* tpacked,
+                     const SeedCodeTables& t, bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  if (bf16) seed_row_avx512_t<true>(w, cols, tscale, tpacked, t, canonical_zero, packed, sq_new, sq_base);
+  else seed_row_avx512_t<false>(w, cols, tscale, tpacked, t, canonical_zero, packed, sq_new, sq_base);
+}
+
 }  // namespace
 
 const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512, absmax_scales_row_avx512,
-                                    seed_scales_avx512};
+                                    seed_scales_avx512, seed_row_avx512};
 
 }  // namespace fp4z

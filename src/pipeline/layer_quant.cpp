@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "common/huge_pages.h"
 #include "common/parallel.h"
@@ -138,8 +139,8 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
     sc.S0_of[c] = f / g_t;               // step 1 (true division)
     sc.D_of[c] = sc.S0_of[c] * alpha;    // step 2
   }
-  uint8_t present[256] = {};
-  for (size_t i = 0; i < nblocks; ++i) present[tpl_scale[i]] = 1;
+  bool* present = sc.present;
+  for (size_t i = 0; i < nblocks; ++i) present[tpl_scale[i]] = true;
   // Step 3: the maximum over the blocks is the maximum over the codes present (std::max ignores NaN
   // the same way in either order, and M starts at +0 so signed zeros cannot differ).
   bool any_bad = false;
@@ -155,42 +156,69 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
 }
 
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
-                 int threads, const NvKernels& k, LayerEncoding& out) {
-  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+                 int threads, const NvKernels& k, LayerEncoding& out, const std::function<void(size_t r0, size_t r1)>& rows_done) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16, es = dtype_size(w.dtype);
   reserve_huge(out.scales, R * nb);
-  reserve_huge(out.block_ratio, R * nb);
   reserve_huge(out.packed, R * C / 2);
-  out.scales.resize(R * nb);
-  out.block_ratio.resize(R * nb);
-  std::vector<float>& ratio = out.block_ratio;
+  out.scales.resize(R * nb);  // every byte is written below
+  out.packed.resize(R * C / 2);
   out.global_scale = g1;
-  out.packed.resize(R * C / 2);  // every byte is written below
+  // Steps 6-8 and the quantizer's cut-offs, once per template scale code present.
+  auto tab = std::make_unique<SeedCodeTables>();
+  fill_seed_code_tables(sc.S0_of, sc.D_of, sc.present, g1, *tab);
+  // The entropy proxies' counts are taken from each work item's bytes while they are in cache.
+  EntropyProxyCounts counts_new(R * C / 2), counts_base(R * C / 2);
   ChunkedStats cs_new(R), cs_base(R);
-  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    const size_t n = (e - b) * nb;
-    std::vector<float> row(C), S0(n), D(n), S1(n);
-    for (size_t j = 0; j < n; ++j) {
-      const uint8_t code = sc.codes[b * nb + j];
-      S0[j] = sc.S0_of[code];
-      D[j] = sc.D_of[code];
-    }
+  const bool direct = w.dtype == DType::BF16 || w.dtype == DType::F32;  // the kernel reads these as stored
+  auto encode_rows = [&](size_t b, size_t e) {
+    std::vector<float> row(direct ? 0 : C);
     RowStats st_new, st_base;
-    // Steps 6-8 and the block ratios of this work item's rows.
-    k.seed_scales(D.data(), S0.data(), n, g1, out.scales.data() + b * nb, S1.data(), ratio.data() + b * nb);
     for (size_t i = b; i < e; ++i) {
-      load_row(w, i, row.data());
-      k.quantize_row(row.data(), C, S1.data() + (i - b) * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
-      k.code_stats(tpl_packed + i * C / 2, C, S0.data() + (i - b) * nb, row.data(), &st_base);                       // 13
+      const uint8_t* tscale = sc.codes + i * nb;
+      uint8_t* s8 = out.scales.data() + i * nb;
+      for (size_t j = 0; j < nb; ++j) s8[j] = tab->s8[tscale[j]];  // steps 6-7
+      const void* src = w.data + i * C * es;
+      if (!direct) {
+        load_row(w, i, row.data());
+        src = row.data();
+      }
+      double sq_new = 0, sq_base = 0;
+      k.seed_row(src, w.dtype == DType::BF16, C, tscale, tpl_packed + i * C / 2, *tab, canonical_zero,
+                 out.packed.data() + i * C / 2, &sq_new, &sq_base);  // steps 9-13
+      st_new.sq_err += sq_new;
+      st_base.sq_err += sq_base;
     }
     cs_new.chunks[b / kRowGrain] = st_new;
     cs_base.chunks[b / kRowGrain] = st_base;
-  });
-  uint64_t numel = uint64_t(R) * C;
-  finish_metrics(out.baseline, cs_base.total(), numel, entropy_proxy_parallel(tpl_packed, out.packed.size(), threads));
-  finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
+    counts_new.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
+    counts_base.add(tpl_packed + b * C / 2, b * C / 2, (e - b) * C / 2);
+  };
+  // Segments are whole work items (multiples of kRowGrain rows), so the work items and their order
+  // of summation are the same as without segments.
+  const size_t seg_rows = std::max<size_t>(1, kSeedSegmentBytes / std::max<size_t>(1, C / 2) / kRowGrain) * kRowGrain;
+  for (size_t r0 = 0; r0 < R; r0 += seg_rows) {
+    const size_t r1 = std::min(R, r0 + seg_rows);
+    parallel_for(r1 - r0, threads, kRowGrain, [&](size_t b, size_t e) { encode_rows(r0 + b, r0 + e); });
+    if (rows_done) rows_done(r0, r1);
+  }
+  const uint64_t numel = uint64_t(R) * C;
+  // Zero and small-code fractions from the code counts: codes 0/8 and |value| <= 1.
+  auto code_fractions = [](const EntropyProxyCounts& c, RowStats& st) {
+    uint64_t h[16] = {};
+    c.code_counts(h);
+    for (int v = 0; v < 16; ++v) {
+      if ((v & 7) == 0) st.zeros += h[v];
+      if ((v & 7) <= 2) st.small += h[v];
+    }
+  };
+  RowStats total_new = cs_new.total(), total_base = cs_base.total();
+  code_fractions(counts_new, total_new);
+  code_fractions(counts_base, total_base);
+  finish_metrics(out.baseline, total_base, numel, counts_base.proxy(threads));
+  finish_metrics(out.metrics, total_new, numel, counts_new.proxy(threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(ratio.size(), [&](size_t i) { return ratio[i]; }, out.metrics);
+  ratio_stats(sc.nblocks, [&](size_t i) { return tab->ratio[sc.codes[i]]; }, out.metrics);
   // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
   float base_of[256];
   for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
