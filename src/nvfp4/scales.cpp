@@ -59,30 +59,45 @@ uint8_t seed_block_scale(float desired, float g) {
 
 namespace {
 
-// Adds the counts of len bytes at p to even[256] / odd[256]; p[0] has parity `parity`. Four tables
-// break the store-to-load dependency of repeated bytes.
+// Adds the counts of len bytes at p to even[256] / odd[256]; p[0] has parity `parity`. Eight tables
+// (byte i % 8) keep repeated values apart (the increments of one table otherwise wait on each
+// other); 16-bit counters keep them in 4 KiB, flushed before they could overflow.
 void count_even_odd(const uint8_t* p, size_t len, size_t parity, uint32_t* even, uint32_t* odd) {
-  uint32_t hist[4][256] = {};
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t v;
-    std::memcpy(&v, p + i, 8);
-    ++hist[0][v & 0xFF];
-    ++hist[1][(v >> 8) & 0xFF];
-    ++hist[2][(v >> 16) & 0xFF];
-    ++hist[3][(v >> 24) & 0xFF];
-    ++hist[0][(v >> 32) & 0xFF];
-    ++hist[1][(v >> 40) & 0xFF];
-    ++hist[2][(v >> 48) & 0xFF];
-    ++hist[3][v >> 56];
-  }
-  for (; i < len; ++i) ++hist[i & 3][p[i]];
-  // Table j holds the bytes at i with i % 4 == j (i counted from p), whose parity is parity ^ (j & 1).
-  uint32_t* to_even = parity ? odd : even;
+  uint32_t* to_even = parity ? odd : even;  // table j holds bytes of parity parity ^ (j & 1)
   uint32_t* to_odd = parity ? even : odd;
-  for (int v = 0; v < 256; ++v) {
-    to_even[v] += hist[0][v] + hist[2][v];
-    to_odd[v] += hist[1][v] + hist[3][v];
+  constexpr size_t kFlush = 8 * 65535;  // bytes after which a 16-bit counter could overflow
+  while (len > 0) {
+    const size_t n = std::min(len, kFlush);
+    uint16_t hist[8][256] = {};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+      uint64_t v, u;
+      std::memcpy(&v, p + i, 8);
+      std::memcpy(&u, p + i + 8, 8);
+      ++hist[0][v & 0xFF];
+      ++hist[1][(v >> 8) & 0xFF];
+      ++hist[2][(v >> 16) & 0xFF];
+      ++hist[3][(v >> 24) & 0xFF];
+      ++hist[4][(v >> 32) & 0xFF];
+      ++hist[5][(v >> 40) & 0xFF];
+      ++hist[6][(v >> 48) & 0xFF];
+      ++hist[7][v >> 56];
+      ++hist[0][u & 0xFF];
+      ++hist[1][(u >> 8) & 0xFF];
+      ++hist[2][(u >> 16) & 0xFF];
+      ++hist[3][(u >> 24) & 0xFF];
+      ++hist[4][(u >> 32) & 0xFF];
+      ++hist[5][(u >> 40) & 0xFF];
+      ++hist[6][(u >> 48) & 0xFF];
+      ++hist[7][u >> 56];
+    }
+    for (; i < n; ++i) ++hist[i & 7][p[i]];
+    for (int v = 0; v < 256; ++v) {
+      to_even[v] += uint32_t(hist[0][v]) + hist[2][v] + hist[4][v] + hist[6][v];
+      to_odd[v] += uint32_t(hist[1][v]) + hist[3][v] + hist[5][v] + hist[7][v];
+    }
+    p += n;
+    len -= n;
   }
 }
 
