@@ -48,29 +48,28 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }
 
-// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)), r(i) giving the i-th. Eight
-// interleaved double accumulators keep the adds independent (a single chain is latency-bound on
-// million-block layers); the loops run over whole groups of eight so that they vectorise, in the
-// same order of additions (lane i % 8 gets the i-th value).
-template <class Ratio>
-void ratio_stats(size_t n, Ratio r, LayerMetrics& m) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) acc[k] += double(r(i + k));
-  for (; i < n; ++i) acc[i & 7] += double(r(i));
-  double mean = n ? (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / double(n) : 0;
-  double sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (i = 0; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) {
-      double d = double(r(i + k)) - mean;
-      sq[k] += d * d;
-    }
-  for (; i < n; ++i) {
-    double d = double(r(i)) - mean;
-    sq[i & 7] += d * d;
+// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)), where block i's ratio is
+// ratio_of[codes[i]]. Eight interleaved double accumulators keep the adds independent (a single
+// chain is latency-bound on million-block layers): lane i % 8 gets the i-th value, in order. The
+// values added depend on the code only, so they are tabulated per code: double(r) for the mean,
+// (double(r) - mean)^2 for the variance, the same roundings as computing them block by block.
+void ratio_stats(const uint8_t* codes, size_t n, const float ratio_of[256], LayerMetrics& m) {
+  double value[256], square[256];
+  for (int c = 0; c < 256; ++c) value[c] = double(ratio_of[c]);
+  auto lane_sums = [&](const double* of) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (size_t k = 0; k < 8; ++k) acc[k] += of[codes[i + k]];
+    for (; i < n; ++i) acc[i & 7] += of[codes[i]];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  };
+  double mean = n ? lane_sums(value) / double(n) : 0;
+  for (int c = 0; c < 256; ++c) {
+    double d = value[c] - mean;
+    square[c] = d * d;
   }
-  double ss = ((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7]));
+  double ss = lane_sums(square);
   m.scale_ratio_mean = double(float(mean));
   m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
 }
@@ -218,11 +217,11 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   finish_metrics(out.metrics, total_new, numel, counts_new.proxy(threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(sc.nblocks, [&](size_t i) { return tab->ratio[sc.codes[i]]; }, out.metrics);
+  ratio_stats(sc.codes, sc.nblocks, tab->ratio, out.metrics);
   // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
   float base_of[256];
   for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
-  ratio_stats(sc.nblocks, [&](size_t i) { return base_of[sc.codes[i]]; }, out.baseline);
+  ratio_stats(sc.codes, sc.nblocks, base_of, out.baseline);
 }
 
 }  // namespace fp4z
