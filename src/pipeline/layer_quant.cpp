@@ -2,9 +2,11 @@
 #include "pipeline/layer_quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include "common/huge_pages.h"
 #include "common/parallel.h"
@@ -165,6 +167,16 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   // Steps 6-8 and the quantizer's cut-offs, once per template scale code present.
   auto tab = std::make_unique<SeedCodeTables>();
   fill_seed_code_tables(sc.S0_of, sc.D_of, sc.present, g1, *tab);
+  // The block-ratio statistics need only the template's scale codes: one more thread computes them
+  // meanwhile (a serial pass over every block otherwise, after the parallel encoding).
+  LayerMetrics ratio_new, ratio_base;
+  std::jthread ratios([&] {
+    ratio_stats(sc.codes, sc.nblocks, tab->ratio, ratio_new);
+    // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
+    float base_of[256];
+    for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
+    ratio_stats(sc.codes, sc.nblocks, base_of, ratio_base);
+  });
   // The entropy proxies' counts are taken from each work item's bytes while they are in cache.
   EntropyProxyCounts counts_new(R * C / 2), counts_base(R * C / 2);
   ChunkedStats cs_new(R), cs_base(R);
@@ -192,14 +204,21 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
     counts_new.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
     counts_base.add(tpl_packed + b * C / 2, b * C / 2, (e - b) * C / 2);
   };
-  // Segments are whole work items (multiples of kRowGrain rows), so the work items and their order
-  // of summation are the same as without segments.
+  // Segments are whole work items (multiples of kRowGrain rows); the worker that finishes a segment's
+  // last work item reports it, so segments are handed on without a barrier between them.
   const size_t seg_rows = std::max<size_t>(1, kSeedSegmentBytes / std::max<size_t>(1, C / 2) / kRowGrain) * kRowGrain;
-  for (size_t r0 = 0; r0 < R; r0 += seg_rows) {
-    const size_t r1 = std::min(R, r0 + seg_rows);
-    parallel_for(r1 - r0, threads, kRowGrain, [&](size_t b, size_t e) { encode_rows(r0 + b, r0 + e); });
-    if (rows_done) rows_done(r0, r1);
+  const size_t nseg = (R + seg_rows - 1) / seg_rows;
+  std::unique_ptr<std::atomic<size_t>[]> items_left(new std::atomic<size_t>[nseg]);
+  for (size_t s = 0; s < nseg; ++s) {
+    const size_t rows = std::min(R, (s + 1) * seg_rows) - s * seg_rows;
+    items_left[s].store((rows + kRowGrain - 1) / kRowGrain);
   }
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    encode_rows(b, e);
+    const size_t s = b / seg_rows;
+    if (items_left[s].fetch_sub(1, std::memory_order_acq_rel) == 1 && rows_done)
+      rows_done(s * seg_rows, std::min(R, (s + 1) * seg_rows));
+  });
   const uint64_t numel = uint64_t(R) * C;
   // Zero and small-code fractions from the code counts: codes 0/8 and |value| <= 1.
   auto code_fractions = [](const EntropyProxyCounts& c, RowStats& st) {
@@ -217,11 +236,11 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   finish_metrics(out.metrics, total_new, numel, counts_new.proxy(threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(sc.codes, sc.nblocks, tab->ratio, out.metrics);
-  // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
-  float base_of[256];
-  for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
-  ratio_stats(sc.codes, sc.nblocks, base_of, out.baseline);
+  ratios.join();
+  out.metrics.scale_ratio_mean = ratio_new.scale_ratio_mean;
+  out.metrics.scale_ratio_std = ratio_new.scale_ratio_std;
+  out.baseline.scale_ratio_mean = ratio_base.scale_ratio_mean;
+  out.baseline.scale_ratio_std = ratio_base.scale_ratio_std;
 }
 
 }  // namespace fp4z

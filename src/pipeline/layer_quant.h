@@ -58,9 +58,10 @@ struct SeedScales {
 SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha);
 
 // Seed steps 6-13 with global scale g1 (per tensor, or per fused group), plus both metric blocks.
-// Rows are encoded in segments of about kSeedSegmentBytes of packed output, in order; after each,
-// rows_done(r0, r1) (if set) is called on this thread with out.packed/out.scales of rows [r0, r1)
-// final (they may be written out while later rows are encoded; the buffers are not reallocated).
+// Rows are encoded in segments of about kSeedSegmentBytes of packed output; once a segment is
+// complete, rows_done(r0, r1) (if set) is called, on whichever worker thread completed it (segments
+// may complete out of order; calls may overlap), with out.packed/out.scales of rows [r0, r1) final:
+// they may be written out while later rows are encoded (the buffers are not reallocated).
 constexpr size_t kSeedSegmentBytes = 2u << 20;
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
                  int threads, const NvKernels& k, LayerEncoding& out,

@@ -541,9 +541,12 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
       io.write_part(packed_name, r0 * C / 2, enc.packed.data() + r0 * C / 2, (r1 - r0) * C / 2);
       io.write_part(scale_name, r0 * (C / 16), enc.scales.data() + r0 * (C / 16), (r1 - r0) * (C / 16));
     });
-    release_tensor(*L.w);
-    release_tensor(*L.packed);
-    release_tensor(*L.scale);
+    // Releasing the input pages (unmapping them) runs on the I/O thread: off the critical path.
+    io.call([&L] {
+      release_tensor(*L.w);
+      release_tensor(*L.packed);
+      release_tensor(*L.scale);
+    });
     io.complete(packed_name, std::move(enc.packed));
     io.complete(scale_name, std::move(enc.scales));
     enc.packed = io.spare();
