@@ -224,7 +224,6 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
 
   ShardInputs input(*src);
   IoQueue io(writer);
-  io.call([&] { copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"}); });
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto emit = [&](const std::string& m) {
     io.write(m + (modelopt ? ".weight" : ".weight_packed"), std::move(enc.packed));
@@ -291,6 +290,8 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     }
   };
   if (!group_order.empty()) for (const auto& m : groups[group_order[0]]) prefetch(m);
+  // After the first group's read-ahead: a cold run waits on that, not on the tokenizer copy.
+  io.call([&] { copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"}); });
 
   for (const auto& n : rd ? rd->write_order(src->names) : src->names) {
     const TensorRef& r = src->get(n);
@@ -520,7 +521,6 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
   ShardInputs src_in(*src), tpl_in(*tpl);
   LayerEncoding enc;  // reused across layers (buffers keep their pages); outlives io, which writes from it
   IoQueue io(writer);
-  io.call([&] { copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"}); });
   auto prefetch = [&](const ShardInputs& in, const TensorRef& r) {
     io.prefetch(in.file_of(r), ShardInputs::offset_of(r), r.info->nbytes());
   };
@@ -530,6 +530,8 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     prefetch(tpl_in, *L.scale);
   };
   if (!layers.empty()) prefetch_layer(layers[0]);
+  // After the first layer's read-ahead: a cold run waits on that, not on the tokenizer copy.
+  io.call([&] { copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"}); });
   for (size_t li = 0; li < layers.size(); ++li) {
     SeedLayer& L = layers[li];
     if (li + 1 < layers.size()) prefetch_layer(layers[li + 1]);
