@@ -150,3 +150,40 @@ TEST(IoQueue, AFailedJobSurfacesAtFinishAndLaterSubmissions) {
   Error again = error_of([&] { io.call([] {}); });
   EXPECT_EQ(std::string(again.what()), std::string(e.what()));
 }
+
+// A tensor written in parts from one buffer (out of order, as encoding segments complete), then
+// completed: the file holds the bytes, the tensor counts as written, and the buffer is recycled.
+TEST(IoQueue, PartsThenCompleteWriteTheTensorAndRecycleItsBuffer) {
+  TempDir tmp("fp4z-qio");
+  fs::create_directories(tmp / "out");
+  const std::string data = pattern_bytes(3 << 20, 7);
+  CheckpointWriter w(tmp / "out", {{"t", DType::U8, {int64_t(data.size())}}}, 1ull << 40);
+  {
+    IoQueue io(w);
+    std::vector<uint8_t> buf(data.begin(), data.end());
+    const uint64_t third = data.size() / 3;
+    io.write_part("t", 2 * third, buf.data() + 2 * third, data.size() - 2 * third);
+    io.write_part("t", 0, buf.data(), third);
+    io.write_part("t", third, buf.data() + third, third);
+    io.complete("t", std::move(buf));
+    io.finish();
+    std::vector<uint8_t> spare = io.spare();
+    EXPECT_GE(spare.capacity(), data.size());
+  }
+  w.finish();  // fails ("never written") unless complete() marked it
+  EXPECT_TRUE(tensor_bytes(tmp / "out/model.safetensors", "t") == data);
+}
+
+TEST(IoQueue, ATensorWrittenOnlyInPartsIsNotComplete) {
+  TempDir tmp("fp4z-qio");
+  fs::create_directories(tmp / "out");
+  std::vector<uint8_t> buf(64, 1);
+  CheckpointWriter w(tmp / "out", {{"t", DType::U8, {64}}}, 1ull << 40);
+  {
+    IoQueue io(w);
+    io.write_part("t", 0, buf.data(), buf.size());
+    io.finish();
+  }
+  Error e = error_of([&] { w.finish(); });
+  EXPECT_NE(std::string(e.what()).find("never written"), std::string::npos) << e.what();
+}
