@@ -115,6 +115,7 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   out.scales.resize(R * nb);
   out.global_scale = gs;
   ChunkedStats cs(R);
+  EntropyProxyCounts counts(R * C / 2);  // taken from each work item's bytes while they are in cache
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
     std::vector<float> row(C), S(nb);
     RowStats st;
@@ -124,8 +125,9 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
       k.quantize_row(row.data(), C, S.data(), canonical_zero, out.packed.data() + i * C / 2, &st);
     }
     cs.chunks[b / kRowGrain] = st;
+    counts.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
   });
-  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
+  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, counts.proxy(threads));
   out.metrics.global_scale = gs;
 }
 
