@@ -543,12 +543,15 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
       io.write_part(packed_name, r0 * C / 2, enc.packed.data() + r0 * C / 2, (r1 - r0) * C / 2);
       io.write_part(scale_name, r0 * (C / 16), enc.scales.data() + r0 * (C / 16), (r1 - r0) * (C / 16));
     });
-    // Releasing the input pages (unmapping them) runs on the I/O thread: off the critical path.
-    io.call([&L] {
+    // The last layer's input pages are released (unmapped) on the I/O thread, off the critical path
+    // to the final fsync; earlier layers' right here, so that at most one layer's stay resident.
+    auto release_inputs = [&L] {
       release_tensor(*L.w);
       release_tensor(*L.packed);
       release_tensor(*L.scale);
-    });
+    };
+    if (li + 1 < layers.size()) release_inputs();
+    else io.call(release_inputs);
     io.complete(packed_name, std::move(enc.packed));
     io.complete(scale_name, std::move(enc.scales));
     enc.packed = io.spare();
