@@ -159,7 +159,7 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
 }
 
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
-                 int threads, const NvKernels& k, LayerEncoding& out, const std::function<void(size_t r0, size_t r1)>& rows_done) {
+                 int threads, const NvKernels& k, LayerEncoding& out, const std::function<void(size_t r0, size_t r1)>& rows_done, size_t segment_bytes) {
   const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16, es = dtype_size(w.dtype);
   reserve_huge(out.scales, R * nb);
   reserve_huge(out.packed, R * C / 2);
@@ -208,7 +208,7 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   };
   // Segments are whole work items (multiples of kRowGrain rows); the worker that finishes a segment's
   // last work item reports it, so segments are handed on without a barrier between them.
-  const size_t seg_rows = std::max<size_t>(1, kSeedSegmentBytes / std::max<size_t>(1, C / 2) / kRowGrain) * kRowGrain;
+  const size_t seg_rows = std::max<size_t>(1, segment_bytes / std::max<size_t>(1, C / 2) / kRowGrain) * kRowGrain;
   const size_t nseg = (R + seg_rows - 1) / seg_rows;
   std::unique_ptr<std::atomic<size_t>[]> items_left(new std::atomic<size_t>[nseg]);
   for (size_t s = 0; s < nseg; ++s) {
@@ -216,10 +216,13 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
     items_left[s].store((rows + kRowGrain - 1) / kRowGrain);
   }
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    encode_rows(b, e);
-    const size_t s = b / seg_rows;
-    if (items_left[s].fetch_sub(1, std::memory_order_acq_rel) == 1 && rows_done)
-      rows_done(s * seg_rows, std::min(R, (s + 1) * seg_rows));
+    // One thread gets the whole range at once: it is still walked work item by work item.
+    for (size_t i0 = b; i0 < e; i0 += kRowGrain) {
+      encode_rows(i0, std::min(e, i0 + kRowGrain));
+      const size_t s = i0 / seg_rows;
+      if (items_left[s].fetch_sub(1, std::memory_order_acq_rel) == 1 && rows_done)
+        rows_done(s * seg_rows, std::min(R, (s + 1) * seg_rows));
+    }
   });
   const uint64_t numel = uint64_t(R) * C;
   // Zero and small-code fractions from the code counts: codes 0/8 and |value| <= 1.

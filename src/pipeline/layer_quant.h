@@ -65,6 +65,6 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
 constexpr size_t kSeedSegmentBytes = 2u << 20;
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
                  int threads, const NvKernels& k, LayerEncoding& out,
-                 const std::function<void(size_t r0, size_t r1)>& rows_done = {});
+                 const std::function<void(size_t r0, size_t r1)>& rows_done = {}, size_t segment_bytes = kSeedSegmentBytes);
 
 }  // namespace fp4z
