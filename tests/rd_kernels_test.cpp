@@ -1,5 +1,5 @@
-// rd block kernels: the scalar and AVX-512 paths make identical decisions (bytes, codes, squared error)
-// on many random and edge-case blocks, λ values, tables and global scales; the single-block API agrees.
+// rd block kernels: the scalar, AVX2 and AVX-512 paths make identical decisions (bytes, codes, squared
+// error) on many random and edge-case blocks, λ values, tables and global scales; the single-block API agrees.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include "common/cpu.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/rd.h"
+#include "nvfp4/rd_internal.h"
 #include "test_util.h"
 
 using namespace fp4z;
@@ -58,8 +59,8 @@ void make_block(int kind, std::mt19937& rng, float* w) {
 
 }  // namespace
 
-TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
-  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+// Every vector kernel against the scalar twin.
+static void expect_kernel_matches_scalar(RdBlocksKernel kernel) {
   std::mt19937 rng(2026);
   const float lambdas[] = {0.0f, 1e-12f, 1e-9f, 1e-7f, 3e-6f, 1e-4f, 1.0f, 1e6f};
   // Global scales: the job's usual one for amax ≈ 0.1, ones giving subnormal FP8 block scales, tiny
@@ -88,7 +89,7 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
           double sq_s = 0, sq_v = 0;
           const float* wtp = weighted ? wt.data() : nullptr;
           rd_choose_blocks_scalar(t, w.data(), wtp, kBlocks, codes_s.data(), bytes_s.data(), &sq_s);
-          rd_choose_blocks_avx512(t, w.data(), wtp, kBlocks, codes_v.data(), bytes_v.data(), &sq_v);
+          kernel(t, w.data(), wtp, kBlocks, codes_v.data(), bytes_v.data(), &sq_v);
           for (size_t b = 0; b < kBlocks; ++b) {
             ASSERT_EQ(bytes_s[b], bytes_v[b]) << "block " << b << " kind " << b % 10 << " gs " << gs << " lambda " << lam;
             for (int j = 0; j < 16; ++j) {
@@ -110,6 +111,69 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
         }
   }
   EXPECT_GT(compared, size_t(50000));
+}
+
+TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+  expect_kernel_matches_scalar(rd_choose_blocks_avx512);
+}
+
+TEST(RdKernels, ScalarAndAvx2MakeIdenticalDecisions) {
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx2);
+  expect_kernel_matches_scalar(rd_choose_blocks_avx2);
+}
+
+// The bound that lets the vector kernels skip the lo − 1 candidate: wherever rd_prepare says a byte
+// does not need it, lo − 1 never costs strictly less than lo (f32 rule of rd.h, weight 1) for any x
+// with a = fl(x·R) in [0.5, kPruneMaxA): checked on the interval ends (nextafter steps around each
+// magnitude boundary) and random points. It also prunes at λ = 0 and keeps the candidate at huge λ.
+TEST(RdKernels, SkippedLowerCandidateNeverWins) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  const float bounds[] = {0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 47.9f};
+  size_t checked = 0, pruned_bytes = 0, kept_bytes = 0;
+  for (int round = 0; round < 4; ++round) {
+    RdCostTables tables = random_tables(rng);
+    for (float lam : {0.0f, 1e-9f, 1e-7f, 3e-6f, 1e-4f, 1e6f})
+      for (float gs : {2688.0f / 0.4f, 1.0f, 1e-3f}) {
+        RdBlockParams p;
+        p.gs = gs;
+        p.lambda = lam;
+        p.costs = &tables;
+        const RdPrepared t = rd_prepare(p);
+        for (int b = 1; b <= 0x7E; ++b) {
+          if (!t.usable[b]) continue;
+          if (t.need_below[b]) {
+            ++kept_bytes;
+            continue;
+          }
+          ++pruned_bytes;
+          const float S = t.S[b], R = t.R[b];
+          auto cost = [&](float x, int m, bool neg) {
+            const float e = x - kGrid[m] * S;
+            return e * e + t.L[m == 0 ? 0 : (m | (neg ? 8 : 0))];
+          };
+          auto check = [&](float x) {
+            const float a = x * R;
+            if (!(a >= 0.5f && a < rd_detail::kPruneMaxA)) return;
+            int lo = 0;
+            for (int m = 1; m < 8; ++m)
+              if (a >= kGrid[m]) lo = m;
+            for (bool neg : {false, true}) ASSERT_GE(cost(x, lo - 1, neg), cost(x, lo, neg)) << "b " << b << " x " << x << " λ " << lam;
+            ++checked;
+          };
+          for (float bound : bounds) {
+            float x = bound * S;
+            for (int k = 0; k < 8; ++k) x = std::nextafter(x, 0.0f);
+            for (int k = 0; k < 16; ++k, x = std::nextafter(x, INFINITY)) check(x);
+          }
+          for (int k = 0; k < 64; ++k) check(S * (0.5f + 47.0f * u(rng)));
+        }
+      }
+  }
+  EXPECT_GT(checked, size_t(100000));
+  EXPECT_GT(pruned_bytes, size_t(100));
+  EXPECT_GT(kept_bytes, size_t(100));
 }
 
 // Not a twin comparison: at λ = 0 with wt = 1 the chosen block's squared error is no worse than the

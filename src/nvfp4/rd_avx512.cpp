@@ -31,21 +31,22 @@ inline __m512 tree16_x16(const __m512* v) {
   return _mm512_permutexvar_ps(natural, t);
 }
 
-// Per lane w' = clamp(2·exponent(a) + first mantissa bit − 251, 0, 15), a = fl(|w|·R), plus 16 for w < 0:
-// w' indexes lo, the number of nonzero magnitudes <= a (0 below 0.5, 1 on [0.5, 1), then one per
-// half-octave up to 7 from 6 on), exactly as the comparisons would for any a >= 0 that is not NaN.
-inline __m512i lo_table_index(__m512 x, float R, __m512i sign16) {
-  const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(R));
-  const __m512i w = _mm512_sub_epi32(_mm512_srli_epi32(_mm512_castps_si512(a), 22), _mm512_set1_epi32(251));
-  return _mm512_or_si512(_mm512_min_epi32(_mm512_max_epi32(w, _mm512_setzero_si512()), _mm512_set1_epi32(15)), sign16);
+// The lo index of rd_internal.h per lane, plus 16 for w < 0. With `bounded` (a < 64 known for every
+// lane) the clamp at 15 is left out. subs_epu16 is max(v − 251, 0) on v < 512 (the upper 16 bits are 0).
+template <bool bounded>
+inline __m512i lo_table_index(__m512 x, const float* R, __m512i sign16) {
+  const __m512 a = _mm512_mul_ps(x, _mm512_set1_ps(*R));
+  __m512i w = _mm512_subs_epu16(_mm512_srli_epi32(_mm512_castps_si512(a), 22), _mm512_set1_epi32(251));
+  if (!bounded) w = _mm512_min_epu32(w, _mm512_set1_epi32(15));
+  return _mm512_or_si512(w, sign16);
 }
 
-// fl(fl(wt·fl(e·e)) + L16[idx]) with e = fl(|w| − magS[idx]) for the code index idx of each lane.
-inline __m512 candidate_cost(__m512i idx, __m512 x, __m512 magS, __m512 wtv, bool weighted, __m512 L16) {
-  const __m512 e = _mm512_sub_ps(x, _mm512_permutexvar_ps(idx, magS));
+// fl(fl(wt·fl(e·e)) + Lc[wq]) with e = fl(|w| − magSc[wq]): candidate c's cost per lane.
+inline __m512 candidate_cost(__m512i wq, __m512 x, __m512 magSc, __m512 wtv, bool weighted, __m512 Lc_lo, __m512 Lc_hi) {
+  const __m512 e = _mm512_sub_ps(x, _mm512_permutexvar_ps(wq, magSc));
   __m512 d = _mm512_mul_ps(e, e);
   if (weighted) d = _mm512_mul_ps(wtv, d);
-  return _mm512_add_ps(d, _mm512_permutexvar_ps(idx, L16));
+  return _mm512_add_ps(d, _mm512_permutex2var_ps(Lc_lo, wq, Lc_hi));
 }
 
 // Σ (double(deq) − double(w))² over 16 lanes in the same tree order, in double.
@@ -63,19 +64,15 @@ inline double tree16_sq_err(__m512 deq, __m512 w) {
 void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
                              uint8_t* scales, double* sq_err) {
   const __m512 value = _mm512_loadu_ps(kE2M1Value);
-  const __m512 L16 = _mm512_load_ps(t.L16);
   const __m512 inf = _mm512_set1_ps(INFINITY);
-  const __m512i zero = _mm512_setzero_si512(), seven = _mm512_set1_epi32(7);
-  // The candidate tables, indexed by lo_table_index: lo − 1, lo, lo + 1 clipped to 0..7; entries
-  // 16..31 (w < 0) add 8.
-  alignas(64) static const int32_t kCand[3][32] = {
-      {0, 0, 0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 6, 6, 6, 6, 8, 8, 8, 9, 10, 11, 12, 13, 14, 14, 14, 14, 14, 14, 14, 14},
-      {0, 1, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15},
-      {1, 2, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 9, 10, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15, 15}};
+  const __m512i seven = _mm512_set1_epi32(7);
+  __m512 Lc_lo[3], Lc_hi[3];
   __m512i cand_lo[3], cand_hi[3];
   for (int k = 0; k < 3; ++k) {
-    cand_lo[k] = _mm512_load_si512(kCand[k]);
-    cand_hi[k] = _mm512_load_si512(kCand[k] + 16);
+    Lc_lo[k] = _mm512_load_ps(t.Lc[k]);
+    Lc_hi[k] = _mm512_load_ps(t.Lc[k] + 16);
+    cand_lo[k] = _mm512_load_si512(rd_detail::kCandidate[k]);
+    cand_hi[k] = _mm512_load_si512(rd_detail::kCandidate[k] + 16);
   }
   alignas(64) float ls[16];
   __m512 v[16];
@@ -92,32 +89,46 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
     }
     const int b0 = rd_detail::absmax_byte(amax, t.gs);
     const int first = std::max(1, b0 - t.below), last = std::min(0x7E, b0 + t.above);
-    int n = 0;
-    for (int b = first; b <= last; ++b)
-      if (t.usable[b]) cb[n++] = b;
+    int n = t.usable_prefix[last + 1] - t.usable_prefix[first];
     if (n == 0) {
       scales[i] = rd_detail::fixed_block(wb, uint8_t(b0), codes + 16 * i, sq_err);
       continue;
     }
+    if (n == last - first + 1) {
+      for (int k = 0; k < n; ++k) cb[k] = first + k;
+    } else {
+      n = 0;
+      for (int b = first; b <= last; ++b)
+        if (t.usable[b]) cb[n++] = b;
+    }
     const __m512 wtv = wt ? _mm512_loadu_ps(wt + 16 * i) : _mm512_set1_ps(1.0f);
     const __m512i sign16 = _mm512_maskz_mov_epi32(negative, _mm512_set1_epi32(16));
+    // Without the lo − 1 candidate where it cannot win (rd_prepare's bound): same lowest costs.
+    const bool two = !wt && t.need_prefix[last + 1] == t.need_prefix[first] && amax * t.R[cb[0]] < rd_detail::kPruneMaxA;
     float best_total = 0;
     int best = -1;
     for (int g = 0; g < n; g += 16) {
       const int cnt = std::min(16, n - g);
-      for (int k = 0; k < cnt; ++k) {
-        const int b = cb[g + k];
-        const __m512 magS = _mm512_load_ps(t.magS[b]);
-        const __m512i wq = lo_table_index(x, t.R[b], sign16);
-        // The best cost per weight: its value does not depend on which of equal costs wins, so a
-        // plain minimum; the winning codes are worked out for the chosen candidate only (below).
-        __m512 best_c = inf;
-        for (int c = 0; c < 3; ++c) {
-          const __m512i idx = _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]);
-          best_c = _mm512_min_ps(best_c, candidate_cost(idx, x, magS, wtv, wt != nullptr, L16));
+      // The best cost per weight: its value does not depend on which of equal costs wins, so a
+      // plain minimum; the winning codes are worked out for the chosen candidate only (below).
+      if (two) {
+        for (int k = 0; k < cnt; ++k) {
+          const int b = cb[g + k];
+          const __m512i wq = lo_table_index<true>(x, &t.R[b], sign16);
+          v[k] = _mm512_min_ps(candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][1]), wtv, false, Lc_lo[1], Lc_hi[1]),
+                               candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][2]), wtv, false, Lc_lo[2], Lc_hi[2]));
+          ls[k] = t.Ls[b];
         }
-        v[k] = best_c;
-        ls[k] = t.Ls[b];
+      } else {
+        for (int k = 0; k < cnt; ++k) {
+          const int b = cb[g + k];
+          const __m512i wq = lo_table_index<false>(x, &t.R[b], sign16);
+          __m512 best_c = candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][0]), wtv, wt != nullptr, Lc_lo[0], Lc_hi[0]);
+          for (int c = 1; c < 3; ++c)
+            best_c = _mm512_min_ps(best_c, candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][c]), wtv, wt != nullptr, Lc_lo[c], Lc_hi[c]));
+          v[k] = best_c;
+          ls[k] = t.Ls[b];
+        }
       }
       for (int k = cnt; k < 16; ++k) {
         v[k] = inf;
@@ -133,18 +144,14 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
       }
     }
     // The chosen candidate's codes: the first of the lowest costs among lo − 1, lo, lo + 1.
-    __m512i best_idx = zero;
-    {
-      const __m512 magS = _mm512_load_ps(t.magS[best]);
-      const __m512i wq = lo_table_index(x, t.R[best], sign16);
-      __m512 best_c = inf;
-      for (int c = 0; c < 3; ++c) {
-        const __m512i idx = _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]);
-        const __m512 cost = candidate_cost(idx, x, magS, wtv, wt != nullptr, L16);
-        const __mmask16 lower = c == 0 ? __mmask16(0xFFFF) : _mm512_cmp_ps_mask(cost, best_c, _CMP_LT_OQ);
-        best_c = _mm512_mask_mov_ps(best_c, lower, cost);
-        best_idx = _mm512_mask_mov_epi32(best_idx, lower, idx);
-      }
+    const __m512i wq = lo_table_index<false>(x, &t.R[best], sign16);
+    __m512 best_c = candidate_cost(wq, x, _mm512_load_ps(t.magSc[best][0]), wtv, wt != nullptr, Lc_lo[0], Lc_hi[0]);
+    __m512i best_idx = _mm512_permutex2var_epi32(cand_lo[0], wq, cand_hi[0]);
+    for (int c = 1; c < 3; ++c) {
+      const __m512 cost = candidate_cost(wq, x, _mm512_load_ps(t.magSc[best][c]), wtv, wt != nullptr, Lc_lo[c], Lc_hi[c]);
+      const __mmask16 lower = _mm512_cmp_ps_mask(cost, best_c, _CMP_LT_OQ);
+      best_c = _mm512_mask_mov_ps(best_c, lower, cost);
+      best_idx = _mm512_mask_mov_epi32(best_idx, lower, _mm512_permutex2var_epi32(cand_lo[c], wq, cand_hi[c]));
     }
     // Index 8 (a negative weight's zero) is code 0.
     const __m512i code = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(best_idx, seven), best_idx);
