@@ -65,7 +65,7 @@ void rd_block_kernel(benchmark::State& state, RdBlocksKernel kernel, CpuFeature 
 }
 BENCHMARK_CAPTURE(rd_block_kernel, scalar, rd_choose_blocks_scalar, CpuFeature{})->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 BENCHMARK_CAPTURE(rd_block_kernel, avx2, rd_choose_blocks_avx2, CpuFeature::kAvx2)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
-BENCHMARK_CAPTURE(rd_block_kernel, avx512, rd_choose_blocks_avx512, CpuFeature::kAvx512)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK_CAPTURE(rd_block_kernel, avx512, rd_choose_blocks_avx512, CpuFeature::kAvx512)->Arg(0)->Arg(10)->Arg(50)->Arg(200)->Arg(1000)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 // One rd pass with fixed (model-wide) tables: what `--rd-tables pooled` does per layer per run.
 void BM_RdPassFixedTables(benchmark::State& state) {
