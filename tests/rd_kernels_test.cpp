@@ -2,6 +2,7 @@
 // error) on many random and edge-case blocks, λ values, tables and global scales; the single-block API agrees.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -174,6 +175,67 @@ TEST(RdKernels, SkippedLowerCandidateNeverWins) {
   EXPECT_GT(checked, size_t(100000));
   EXPECT_GT(pruned_bytes, size_t(100));
   EXPECT_GT(kept_bytes, size_t(100));
+}
+
+// The AVX-512 kernel's pair tables: for every byte without need3 and every x with a = fl(x·R) < 48, the
+// lower of the two kept candidates' costs (looked up by the lo index and sign) is the lowest of all three
+// (f32 rule, weight 1); checked on interval ends and random points. Some bytes use pairs, some not.
+TEST(RdKernels, PairTablesKeepTheLowestCost) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  const float bounds[] = {0.0f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 8.0f, 12.0f, 16.0f, 24.0f, 32.0f, 47.9f};
+  size_t checked = 0, pair_bytes = 0, three_bytes = 0;
+  for (int round = 0; round < 4; ++round) {
+    RdCostTables tables = random_tables(rng);
+    for (float lam : {0.0f, 1e-9f, 1e-7f, 3e-6f, 1e-4f, 1e6f})
+      for (float gs : {2688.0f / 0.4f, 1.0f, 1e-3f}) {
+        RdBlockParams p;
+        p.gs = gs;
+        p.lambda = lam;
+        p.costs = &tables;
+        const RdPrepared t = rd_prepare(p);
+        for (int b = 1; b <= 0x7E; ++b) {
+          if (!t.usable[b]) continue;
+          if (t.need3[b]) {
+            ++three_bytes;
+            continue;
+          }
+          ++pair_bytes;
+          const float S = t.S[b], R = t.R[b];
+          auto cost = [&](float x, float M, float L) {
+            const float e = x - M;
+            return e * e + L;
+          };
+          auto check = [&](float x) {
+            const float a = x * R;
+            if (!(a >= 0.0f && a < rd_detail::kPruneMaxA)) return;
+            int lo = 0, wq = 0;
+            for (int m = 1; m < 8; ++m)
+              if (a >= kGrid[m]) lo = m;
+            uint32_t bits;
+            std::memcpy(&bits, &a, 4);
+            wq = std::clamp(int(bits >> 22) - 251, 0, 15);
+            for (bool neg : {false, true}) {
+              float lowest = INFINITY;
+              for (int m : {std::max(lo - 1, 0), lo, std::min(lo + 1, 7)}) lowest = std::min(lowest, cost(x, kGrid[m] * S, t.L[m == 0 ? 0 : (m | (neg ? 8 : 0))]));
+              const int i = wq | (neg ? 16 : 0);
+              const float pair = std::min(cost(x, t.pairM[b][0][i], t.pairL[b][0][i]), cost(x, t.pairM[b][1][i], t.pairL[b][1][i]));
+              ASSERT_EQ(pair, lowest) << "b " << b << " x " << x << " λ " << lam << " index " << i;
+            }
+            ++checked;
+          };
+          for (float bound : bounds) {
+            float x = bound * S;
+            for (int k = 0; k < 8; ++k) x = std::nextafter(x, 0.0f);
+            for (int k = 0; k < 16; ++k, x = std::nextafter(x, INFINITY)) check(x);
+          }
+          for (int k = 0; k < 64; ++k) check(S * 48.0f * u(rng) * u(rng));
+        }
+      }
+  }
+  EXPECT_GT(checked, size_t(100000));
+  EXPECT_GT(pair_bytes, size_t(100));
+  EXPECT_GT(three_bytes, size_t(100));
 }
 
 // Not a twin comparison: at λ = 0 with wt = 1 the chosen block's squared error is no worse than the

@@ -190,6 +190,56 @@ bool lo_minus_one_may_win(const RdPrepared& t, int b) {
   return false;
 }
 
+// Whether candidate code r never costs strictly less than code q (f32 rule, weight 1) for any x in
+// [x0, x1]: the real difference (x − M_r)² − (x − M_q)² + L_r − L_q = (M_q − M_r)(2x − M_q − M_r) + L_r − L_q
+// is linear in x, so it is checked at both ends, against the same slack as lo_minus_one_may_win.
+bool never_cheaper(const RdPrepared& t, int b, int r, int q, double x0, double x1) {
+  if (r == q) return true;  // the same code: equal costs
+  const double Mr = t.magS[b][r], Mq = t.magS[b][q], Lr = t.L16[r], Lq = t.L16[q];
+  for (double x : {x0, x1}) {
+    const double size = (x - Mr) * (x - Mr) + (x - Mq) * (x - Mq) + std::fabs(Lr) + std::fabs(Lq);
+    if (!((Mq - Mr) * (2 * x - Mq - Mr) + Lr - Lq - 1e-5 * size - 1e-36 >= 0)) return false;
+  }
+  return true;
+}
+
+// The pair tables of byte b (see RdPrepared::pairM); false if some index needs all three candidates.
+bool prepare_pairs(RdPrepared& t, int b) {
+  const double S = t.S[b];
+  bool all_pairs = S >= 1e-30 && S <= 1e15;
+  for (int i = 0; i < 32; ++i) {
+    const int wq = i & 15;
+    int c[3];
+    for (int k = 0; k < 3; ++k) c[k] = rd_detail::kCandidate[k][i];
+    int keep0 = 1, keep1 = 2;  // lo and lo + 1 unless shown otherwise; entries for a >= 48 are never used
+    if (wq <= 13 && all_pairs) {
+      // a's interval for this index: [0, 0.5) for 0, else half an octave [A, A·(1 + 1/(2 + mb))).
+      const int v = wq + 251, e = (v >> 1) - 127, mb = v & 1;
+      const double A = wq == 0 ? 0.0 : std::ldexp(1.0 + 0.5 * mb, e), B = wq == 0 ? 0.5 : A + std::ldexp(0.5, e);
+      const double x0 = A * S * (1 - 1e-6), x1 = B * S * (1 + 1e-6);
+      auto dropped = [&](int r) {
+        for (int q = 0; q < 3; ++q)
+          if (q != r && never_cheaper(t, b, c[r], c[q], x0, x1)) return true;
+        return false;
+      };
+      if (dropped(0)) {
+        keep0 = 1, keep1 = 2;
+      } else if (dropped(2)) {
+        keep0 = 0, keep1 = 1;
+      } else if (dropped(1)) {
+        keep0 = 0, keep1 = 2;
+      } else {
+        all_pairs = false;
+      }
+    }
+    t.pairM[b][0][i] = t.magS[b][c[keep0]];
+    t.pairL[b][0][i] = t.L16[c[keep0]];
+    t.pairM[b][1][i] = t.magS[b][c[keep1]];
+    t.pairL[b][1][i] = t.L16[c[keep1]];
+  }
+  return all_pairs;
+}
+
 }  // namespace
 
 RdPrepared rd_prepare(const RdBlockParams& p) {
@@ -212,10 +262,12 @@ RdPrepared rd_prepare(const RdBlockParams& p) {
     for (int b = 0; b < 128; ++b)
       for (int i = 0; i < 16; ++i) t.magSc[b][k][i] = t.magS[b][rd_detail::kCandidate[k][i]];
   }
-  t.need_prefix[0] = t.usable_prefix[0] = 0;
+  t.need_prefix[0] = t.usable_prefix[0] = t.need3_prefix[0] = 0;
   for (int b = 0; b < 128; ++b) {
     t.need_below[b] = t.usable[b] && lo_minus_one_may_win(t, b);
     t.need_prefix[b + 1] = uint16_t(t.need_prefix[b] + t.need_below[b]);
+    t.need3[b] = !prepare_pairs(t, b) && t.usable[b];
+    t.need3_prefix[b + 1] = uint16_t(t.need3_prefix[b] + t.need3[b]);
     t.usable_prefix[b + 1] = uint16_t(t.usable_prefix[b] + t.usable[b]);
   }
   t.zero_byte = 1;

@@ -66,6 +66,14 @@ struct RdPrepared {
   uint8_t need_below[128];
   uint16_t need_prefix[129];
   uint16_t usable_prefix[129];  // number of usable bytes below b
+  // Finer, per lo index i = w' | 16·(w < 0) (w' <= 13, i.e. a < 48): two of the three candidates whose
+  // lower cost is the lowest of all three for every weight with that index (the third provably never
+  // costs strictly less than one of them; rd_prepare), as magS and L tables for permutes: pairM[b][k][i],
+  // pairL[b][k][i], k = 0, 1. need3[b]: some index of byte b needs all three; need3_prefix as need_prefix.
+  alignas(64) float pairM[128][2][32];
+  alignas(64) float pairL[128][2][32];
+  uint8_t need3[128];
+  uint16_t need3_prefix[129];
   uint8_t zero_byte = 1;
   float gs = 1;
   int below = 3, above = 12;

@@ -59,6 +59,13 @@ inline __m512 candidate_cost(__m512i wq, __m512 x, __m512 magSc, __m512 wtv, boo
   return _mm512_add_ps(d, _mm512_permutex2var_ps(Lc_lo, wq, Lc_hi));
 }
 
+// fl(fl(e·e) + L) with e = fl(|w| − M) for one of a byte's two kept candidates (RdPrepared::pairM, pairL:
+// 32-entry tables by the lo index with the sign bit), weight 1.
+inline __m512 pair_cost(__m512i wq, __m512 x, const float* M32, const float* L32) {
+  const __m512 e = _mm512_sub_ps(x, _mm512_permutex2var_ps(_mm512_load_ps(M32), wq, _mm512_load_ps(M32 + 16)));
+  return _mm512_add_ps(_mm512_mul_ps(e, e), _mm512_permutex2var_ps(_mm512_load_ps(L32), wq, _mm512_load_ps(L32 + 16)));
+}
+
 // Σ (double(deq) − double(w))² over 16 lanes in the same tree order, in double.
 inline double tree16_sq_err(__m512 deq, __m512 w) {
   const __m512d e_lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(deq)), _mm512_cvtps_pd(_mm512_castps512_ps256(w)));
@@ -127,8 +134,9 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
       const __m512 x = _mm512_abs_ps(wv);
       const __m512i sign16 = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(wv, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_set1_epi32(16));
       const __m512 wtv = wt ? _mm512_loadu_ps(wt + 16 * i) : _mm512_set1_ps(1.0f);
-      // Without the lo − 1 candidate where it cannot win (rd_prepare's bound): same lowest costs.
-      const bool two = !wt && t.need_prefix[last + 1] == t.need_prefix[first] && amax * t.R[cb[0]] < rd_detail::kPruneMaxA;
+      // Two candidates per weight where the third provably cannot cost less (rd_prepare's pair
+      // tables): the same lowest costs, hence the same totals.
+      const bool two = !wt && t.need3_prefix[last + 1] == t.need3_prefix[first] && amax * t.R[cb[0]] < rd_detail::kPruneMaxA;
       if (!wt && n == 16 && cb[15] == cb[0] + 15) {  // the usual case: 16 consecutive bytes, unrolled
         const int b1 = cb[0];
         if (two) {
@@ -136,8 +144,7 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
           for (int k = 0; k < 16; ++k) {
             const int b = b1 + k;
             const __m512i wq = lo_table_index<true>(x, &t.R[b], sign16);
-            v[placed(k)] = _mm512_min_ps(candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][1]), wtv, false, Lc_lo[1], Lc_hi[1]),
-                                         candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][2]), wtv, false, Lc_lo[2], Lc_hi[2]));
+            v[placed(k)] = _mm512_min_ps(pair_cost(wq, x, t.pairM[b][0], t.pairL[b][0]), pair_cost(wq, x, t.pairM[b][1], t.pairL[b][1]));
           }
         } else {
 #pragma GCC unroll 16
@@ -165,8 +172,7 @@ void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* w
           for (int k = 0; k < cnt; ++k) {
             const int b = cb[g + k];
             const __m512i wq = lo_table_index<true>(x, &t.R[b], sign16);
-            v[k] = _mm512_min_ps(candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][1]), wtv, false, Lc_lo[1], Lc_hi[1]),
-                                 candidate_cost(wq, x, _mm512_load_ps(t.magSc[b][2]), wtv, false, Lc_lo[2], Lc_hi[2]));
+            v[k] = _mm512_min_ps(pair_cost(wq, x, t.pairM[b][0], t.pairL[b][0]), pair_cost(wq, x, t.pairM[b][1], t.pairL[b][1]));
             ls[k] = t.Ls[b];
           }
         } else {

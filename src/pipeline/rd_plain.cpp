@@ -49,7 +49,7 @@ RdLayerResult rd_plain_layer(const uint8_t* src, DType dtype, int64_t N, int64_t
   });
   double sq = 0;
   for (int64_t r = 0; r < N; ++r) sq += row_sq[size_t(r)];
-  res.mse = N * K ? sq / double(N * K) : 0;
+  res.mse = N * K > 0 ? sq / double(N * K) : 0;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }
