@@ -61,8 +61,8 @@ struct RdPrepared {
   alignas(64) float magSc[128][3][16];
   alignas(64) float Lc[3][32];
   // need_below[b]: whether, for byte b, weight 1 and a < kPruneMaxA, the lo − 1 candidate can ever cost
-  // strictly less than lo (an exact bound, rd_prepare; where it cannot, a kernel may skip it: the lowest
-  // cost, hence every total, is the same). need_prefix[b] = number of usable bytes below b that need it.
+  // strictly less than lo (an exact bound, rd_prepare; where it cannot, the AVX2 kernel skips it: the
+  // lowest cost, hence every total, is the same). need_prefix[b] = number of usable bytes below b that need it.
   uint8_t need_below[128];
   uint16_t need_prefix[129];
   uint16_t usable_prefix[129];  // number of usable bytes below b
