@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/half.h"
+#include "nvfp4/codec.h"
 #include "pipeline/rd_plain.h"
 
 using namespace fp4z;
@@ -42,4 +43,18 @@ TEST(RdPlain, SameDecisionsAsTheF32LayerJob) {
       }
       EXPECT_GT(want.hist.weights(), uint64_t(0));
     }
+}
+
+// pack_nibbles (word-at-a-time) against its definition: code 2i in the low nibble of byte i, code 2i + 1
+// in the high one, an odd last code alone; every length 0..70 (tails of the 16-code steps).
+TEST(RdPlain, PackNibblesMatchesItsDefinition) {
+  std::mt19937 rng(3);
+  for (size_t n = 0; n <= 70; ++n) {
+    std::vector<uint8_t> codes(n), out((n + 1) / 2 + 1, 0xAA);
+    for (auto& c : codes) c = uint8_t(rng() % 16);
+    pack_nibbles(codes.data(), n, out.data());
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ((out[i / 2] >> (4 * (i % 2))) & 0xF, codes[i]) << "n " << n << " i " << i;
+    if (n % 2) ASSERT_EQ(out[n / 2] >> 4, 0) << "n " << n;
+    ASSERT_EQ(out[(n + 1) / 2], 0xAA) << "wrote past the end, n " << n;
+  }
 }
