@@ -56,7 +56,14 @@ run() {  # NAME SOURCE ARGS...
   bytes=$(linear_bytes "$src")
   for _ in $(seq "$RUNS"); do
     rm -rf "$out"
-    /usr/bin/time -f "%U %S %e %M" -o "$WORK/time-$name" "${FP4Z:-build/fp4z}" quantize --source "$src" --out "$out" --method rd "$@" --threads "$THREADS" -q
+    # user, sys (µs resolution, os.wait4), wall seconds and peak RSS (KiB) of the child
+    python3 -c "
+import os, sys, time
+t0 = time.monotonic()
+pid = os.spawnvp(os.P_NOWAIT, sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+open(sys.argv[1], 'w').write(f'{ru.ru_utime:.4f} {ru.ru_stime:.4f} {time.monotonic() - t0:.3f} {ru.ru_maxrss}\\n')
+sys.exit(os.waitstatus_to_exitcode(status))" "$WORK/time-$name" "${FP4Z:-build/fp4z}" quantize --source "$src" --out "$out" --method rd "$@" --threads "$THREADS" -q
     read -r user sys wall rss < "$WORK/time-$name"
     cpus+=("$user+$sys")
     walls+=("$wall")
@@ -67,7 +74,7 @@ r = json.load(open('$out/fp4z_rd_report.json'))
 cpu = sorted(eval(c) for c in '${cpus[*]}'.split())
 wall = statistics.median(float(w) for w in '${walls[*]}'.split())
 med = statistics.median(cpu)
-print(f'$name (threads $THREADS, {len(cpu)} runs): {$bytes / 1e6:.1f} MB BF16 Linears, CPU median {med:.2f} s (min {cpu[0]:.2f}, max {cpu[-1]:.2f};'
+print(f'$name (threads $THREADS, {len(cpu)} runs): {$bytes / 1e6:.1f} MB BF16 Linears, CPU median {med:.3f} s (min {cpu[0]:.3f}, max {cpu[-1]:.3f};'
       f' last user $user + sys $sys), wall median {wall:.2f} s, peak RSS {$rss / 1024:.0f} MB'
       f' -> {$bytes / 1e6 / med:.1f} MB/s per CPU second, {$bytes / 1e6 / wall:.1f} MB/s wall;'
       f' bits/weight {r[\"bits_per_weight\"]:.4f}, weight MSE {r[\"weight_mse\"]:.4g},'
