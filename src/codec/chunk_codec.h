@@ -33,8 +33,8 @@ unsigned chunk_codec_element_size(ChunkCodec c);
 
 // Entropy stream modes inside kBytes / kSplit* payloads. kRansWide (format 1.1) is kRans with
 // rans::kWideLanes states instead of rans::kLanes; the encoder uses it for streams of at least
-// kWideStreamSymbols symbols, where its 128 extra state bytes cost < 0.2% and its decoder runs
-// twice as many independent state chains.
+// kWideStreamSymbols symbols, where its 128 extra state bytes cost < 0.4% (< 0.03% in a 1 MiB
+// chunk) and its decoder runs twice as many independent state chains (~1.4x faster, AVX-512).
 enum class StreamMode : uint8_t { kRaw = 0, kConst = 1, kRans = 2, kRansWide = 3 };
 constexpr size_t kWideStreamSymbols = size_t(64) << 10;
 

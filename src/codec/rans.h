@@ -13,8 +13,9 @@
 //      is in [16, 2^32) (no overflow: freq*(q+1) <= 2^12 * 2^20); if x' < kLower exactly one word
 //      is shifted in, which lands x back in [2^20, 2^32).
 //  I4  with L lanes (kLanes = 32: stream mode 2; kWideLanes = 64: mode 3, whose twice as many
-//      independent state chains let the SIMD decoder hide the gather latency), lane i % L codes symbol i. The encoder runs backwards over the symbols and its
-//      word list is reversed, so the decoder reads words in the order it needs them.
+//      independent state chains let the SIMD decoder hide the gather latency), lane i % L codes
+//      symbol i. The encoder runs backwards over the symbols and its word list is reversed, so the
+//      decoder reads words in the order it needs them.
 //  I5  every state starts at kLower in the encoder; hence after a correct decode every lane is back
 //      at exactly kLower and every word has been consumed. The decoder checks both: this catches
 //      most corruption even without the checksums.
