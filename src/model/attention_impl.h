@@ -26,6 +26,22 @@ inline F16x load16(const float* p) {
 }
 inline void store16(float* p, F16x v) { std::memcpy(p, &v, sizeof v); }
 inline F16x splat(float x) { return F16x{} + x; }
+inline F16x vmax(F16x a, F16x b) { return a > b ? a : b; }
+// Horizontal max and sum of 16 lanes by halving (a tree, no serial dependency chain).
+inline float hmax16(F16x v) {
+  v = vmax(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  v = vmax(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));
+  v = vmax(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));
+  v = vmax(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+  return v[0];
+}
+inline float hsum16(F16x v) {
+  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  v += __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return v[0];
+}
 
 // e^x for x <= 0 (Cephes expf: round x·log2(e) by the 1.5·2^23 trick, two-part ln 2, degree-6
 // polynomial, 2^n through the exponent bits); below -87 it returns about 1e-38.
@@ -64,6 +80,7 @@ void attend_impl(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, floa
   std::fill(m, m + rows, -INFINITY);
   std::fill(l, l + rows, 0.0f);
   const int64_t n_keys = a.pos0 + t1;  // the last query token sees them all
+  const I16x iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   for (int64_t k0 = 0; k0 < n_keys; k0 += BK) {
     const int64_t nk = std::min(BK, n_keys - k0);
     for (int64_t j = 0; j < BK; ++j) {
@@ -106,18 +123,13 @@ void attend_impl(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, floa
         const int64_t visible = std::min(nk, a.pos0 + t + 1 - k0);  // keys of this tile the row sees
         if (visible <= 0) continue;
         const F16x sa = s0[i] * a.scale, sb = s1[i] * a.scale;
-        store16(s, sa);
-        store16(s + 16, sb);
-        float mx = m[r];
-        for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, s[j]);
+        const I16x vis = I16x{} + int32_t(visible), seen_a = iota < vis, seen_b = iota + 16 < vis;
+        const float mx = std::max(m[r], hmax16(vmax(seen_a ? sa : splat(-INFINITY), seen_b ? sb : splat(-INFINITY))));
         const float corr = exp_nonpositive(splat(m[r] - mx))[0];  // 0 on the first tile (m = -inf)
-        store16(s, exp_nonpositive(sa - mx));
-        store16(s + 16, exp_nonpositive(sb - mx));
-        float sum = 0.0f;
-        for (int64_t j = 0; j < BK; ++j) {
-          if (j >= visible) s[j] = 0.0f;
-          sum += s[j];
-        }
+        const F16x ea = seen_a ? exp_nonpositive(sa - mx) : F16x{}, eb = seen_b ? exp_nonpositive(sb - mx) : F16x{};
+        store16(s, ea);
+        store16(s + 16, eb);
+        const float sum = hsum16(ea + eb);
         l[r] = l[r] * corr + sum;
         m[r] = mx;
         float* orow = o + r * D;
