@@ -91,12 +91,14 @@ void micro_int8(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ld
       __m512i c = _mm512_loadu_si512(xc + t * lds + g * 16);
       for (int r = 0; r < R; ++r) acc[r][t] = c;
     }
+    // Per 64-byte slice the TT activation vectors stay in registers and each weight vector is
+    // loaded once for TT dot products.
     for (int s = 0; s < 4; ++s) {
-      __m512i wv[R];
-      for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(wp + r * kLd + g * 256 + 64 * s);
-      for (int t = 0; t < TT; ++t) {
-        __m512i xv = _mm512_loadu_si512(xq + t * ldx + g * 256 + 64 * s);
-        for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], xv);
+      __m512i xv[TT];
+      for (int t = 0; t < TT; ++t) xv[t] = _mm512_load_si512(xq + t * ldx + g * 256 + 64 * s);
+      for (int r = 0; r < R; ++r) {
+        const __m512i wv = _mm512_load_si512(wp + r * kLd + g * 256 + 64 * s);
+        for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
       }
     }
     for (int r = 0; r < R; ++r) {
