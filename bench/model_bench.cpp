@@ -5,6 +5,8 @@
 //   model_bench run DIR [threads] [pp] [tg]   prompt of `pp` tokens, then `tg` generated tokens
 //   model_bench kl DIR [threads] [pp]         KL(exact f32 || int8 activations) over a random prompt
 //   model_bench bandwidth [threads]           streaming read of 2 GiB, best of 5
+//   model_bench gemm N K T [threads] [reps]   one random NVFP4 Linear [N, K] (repacked), int8 prompt GEMM of
+//                                             T tokens: CPU ms per call and G MAC per CPU-second (no file)
 #include <immintrin.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -254,6 +256,43 @@ int kernels_bench(const std::string& dir, int threads) {
   return 0;
 }
 
+// The int8 prompt GEMM alone on a synthetic NVFP4 Linear (random codes, scales 0.5..1.875), min over reps.
+int gemm_bench(int64_t n, int64_t k, int64_t T, int threads, int reps) {
+  Rng rng{7};
+  std::vector<uint8_t> codes(size_t(n * k / 2)), scales(size_t(n * k / 16));
+  for (auto& b : codes) b = uint8_t(rng.next());
+  for (auto& b : scales) b = uint8_t(0x30 + rng.next() % 16);
+  Linear w;
+  w.name = "synthetic";
+  w.kind = WeightKind::kNvfp4;
+  w.n = n;
+  w.k = k;
+  w.data = codes.data();
+  w.scales = scales.data();
+  std::vector<uint8_t> packed(int8_layout::bytes(n, k));
+  pack_int8_rows(w, 0, n, packed.data());
+  w.int8 = packed.data();
+  ThreadPool pool(threads);
+  KernelOptions ko;
+  ko.isa = kernel_isa();
+  ko.int8_act = true;
+  std::vector<float> x(size_t(T * k)), y(size_t(T * n));
+  for (auto& v : x) v = float(int64_t(rng.next() % 2001) - 1000) * 1e-3f;
+  linear_forward(w, x.data(), T, y.data(), pool, ko);  // warm
+  double best_cpu = 1e30, best_wall = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    double t0 = now_s(), c0 = cpu_s();
+    linear_forward(w, x.data(), T, y.data(), pool, ko);
+    best_wall = std::min(best_wall, now_s() - t0);
+    best_cpu = std::min(best_cpu, cpu_s() - c0);
+  }
+  const double macs = double(n) * double(k) * double(T);
+  std::printf("{\"n\": %lld, \"k\": %lld, \"T\": %lld, \"threads\": %d, \"isa\": \"%s\", \"cpu_ms\": %.2f, \"wall_ms\": %.2f, "
+              "\"gmac_per_cpu_s\": %.1f}\n",
+              (long long)n, (long long)k, (long long)T, threads, isa_name(ko.isa), best_cpu * 1e3, best_wall * 1e3, macs / best_cpu / 1e9);
+  return 0;
+}
+
 __attribute__((target("avx512f"))) double sum_stream(const float* p, size_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i + 64 <= n; i += 64) {
@@ -303,11 +342,14 @@ int main(int argc, char** argv) {
                  argc > 5 ? std::atoll(argv[5]) : 16, argc > 6 ? std::string(argv[6]) : std::string());
     if (mode == "kl" && argc >= 3) return kl(argv[2], argc > 3 ? std::atoi(argv[3]) : 1, argc > 4 ? std::atoll(argv[4]) : 64);
     if (mode == "kernels" && argc >= 3) return kernels_bench(argv[2], argc > 3 ? std::atoi(argv[3]) : 1);
+    if (mode == "gemm" && argc >= 5)
+      return gemm_bench(std::atoll(argv[2]), std::atoll(argv[3]), std::atoll(argv[4]), argc > 5 ? std::atoi(argv[5]) : 1,
+                        argc > 6 ? std::atoi(argv[6]) : 5);
     if (mode == "bandwidth") return bandwidth(argc > 2 ? std::atoi(argv[2]) : 1);
   } catch (const Error& e) {
     std::fprintf(stderr, "model_bench: %s\n", e.what());
     return e.code;
   }
-  std::fprintf(stderr, "usage: model_bench make DIR QWEN3_4B_CONFIG_JSON | run DIR [threads] [pp] [tg] [bf16|int8] | kernels DIR [threads] | kl DIR [threads] [pp] | bandwidth [threads]\n");
+  std::fprintf(stderr, "usage: model_bench make DIR QWEN3_4B_CONFIG_JSON | run DIR [threads] [pp] [tg] [bf16|int8] | kernels DIR [threads] | kl DIR [threads] [pp] | bandwidth [threads] | gemm N K T [threads] [reps]\n");
   return 2;
 }

@@ -235,6 +235,10 @@ TEST(ModelKernels, Int8QuantizerIsaAgree) {
   quantize_activations_int8(x.data(), T, k, b, pool, Isa::kAvx512);
   EXPECT_EQ(a.q, b.q);
   EXPECT_EQ(a.corr, b.corr);
+  // The kernels' 64-byte loads of these rows must not split cache lines: the buffers are 64-byte aligned.
+  for (const void* p : {static_cast<const void*>(b.q.data()), static_cast<const void*>(b.scale.data()),
+                        static_cast<const void*>(b.corr.data()), static_cast<const void*>(pool.scratch(0, 1000))})
+    EXPECT_EQ(0u, reinterpret_cast<uintptr_t>(p) % 64);
   ASSERT_EQ(a.scale.size(), b.scale.size());
   EXPECT_EQ(0, std::memcmp(a.scale.data(), b.scale.data(), a.scale.size() * sizeof(float)));
 }
@@ -246,7 +250,10 @@ TEST(ModelKernels, FlashAttentionMatchesSoftmax) {
   for (auto [T, pos0, heads, kv, D] : {std::tuple{int64_t(1), int64_t(0), int64_t(4), int64_t(2), int64_t(8)},
                                        std::tuple{int64_t(37), int64_t(0), int64_t(8), int64_t(2), int64_t(64)},
                                        std::tuple{int64_t(5), int64_t(70), int64_t(6), int64_t(6), int64_t(16)},
-                                       std::tuple{int64_t(1), int64_t(100), int64_t(32), int64_t(8), int64_t(128)}}) {
+                                       std::tuple{int64_t(1), int64_t(100), int64_t(32), int64_t(8), int64_t(128)},
+                                       // 3 heads per kv head: row blocks of 4 end short; D = 192: 128 values in
+                                       // registers, then 16 at a time
+                                       std::tuple{int64_t(19), int64_t(40), int64_t(12), int64_t(4), int64_t(192)}}) {
     const int64_t P = pos0 + T, qd = heads * D, kvd = kv * D;
     std::mt19937 rng(uint32_t(T * 131 + pos0));
     std::normal_distribution<float> nd(0.0f, 2.0f);

@@ -164,12 +164,13 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     float* vc = kv16 ? nullptr : v_cache_.data() + li * capacity_ * kvd;
     uint16_t* kc16 = kv16 ? k16_.data() + li * capacity_ * kvd : nullptr;
     uint16_t* vc16 = kv16 ? v16_.data() + li * capacity_ * kvd : nullptr;
-    for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H);
+    // The per-token steps run as parallel loops over tokens (one task per token; inline when T = 1).
+    pool_.run(T, [&](int64_t t, int) { rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H); });
     shared_in_.source = nullptr;  // q, k and v quantize xn once (int8 path)
     linear(li, L.q, xn_.data(), q_.data(), &shared_in_);
     linear(li, L.k, xn_.data(), k_.data(), &shared_in_);
     linear(li, L.v, xn_.data(), v_.data(), &shared_in_);
-    for (int64_t t = 0; t < T; ++t) {
+    pool_.run(T, [&](int64_t t, int) {
       for (int64_t h = 0; h < nh; ++h) {
         float* qh = q_.data() + t * qd + h * D;
         if (c.qk_norm) rms_norm(qh, L.q_norm.data(), D, c.rms_eps, qh);
@@ -189,7 +190,7 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
         std::copy_n(k_.data() + t * kvd, kvd, kc + (pos0 + t) * kvd);
         std::copy_n(v_.data() + t * kvd, kvd, vc + (pos0 + t) * kvd);
       }
-    }
+    });
     // Causal attention: query t (position pos0+t) sees positions 0..pos0+t.
     AttentionArgs aa;
     aa.q = q_.data();
@@ -207,17 +208,26 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
     aa.out = att_.data();
     attention_forward(aa, pool_, opt_.isa);
     linear(li, L.o, att_.data(), o_.data());
-    for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
-    for (int64_t t = 0; t < T; ++t) rms_norm(x_.data() + t * H, L.post_norm.data(), H, c.rms_eps, xn_.data() + t * H);
+    pool_.run(T, [&](int64_t t, int) {
+      float* xt = x_.data() + t * H;
+      const float* ot = o_.data() + t * H;
+      for (int64_t i = 0; i < H; ++i) xt[i] += ot[i];
+      rms_norm(xt, L.post_norm.data(), H, c.rms_eps, xn_.data() + t * H);
+    });
     shared_in_.source = nullptr;
     linear(li, L.gate, xn_.data(), g_.data(), &shared_in_);
     linear(li, L.up, xn_.data(), u_.data(), &shared_in_);
-    for (int64_t i = 0; i < T * I; ++i) {
-      float gv = g_[size_t(i)];
-      g_[size_t(i)] = gv / (1.0f + std::exp(-gv)) * u_[size_t(i)];
-    }
+    pool_.run(T, [&](int64_t t, int) {
+      float* gt = g_.data() + t * I;
+      const float* ut = u_.data() + t * I;
+      for (int64_t i = 0; i < I; ++i) gt[i] = gt[i] / (1.0f + std::exp(-gt[i])) * ut[i];
+    });
     linear(li, L.down, g_.data(), o_.data());
-    for (int64_t i = 0; i < T * H; ++i) x_[size_t(i)] += o_[size_t(i)];
+    pool_.run(T, [&](int64_t t, int) {
+      float* xt = x_.data() + t * H;
+      const float* ot = o_.data() + t * H;
+      for (int64_t i = 0; i < H; ++i) xt[i] += ot[i];
+    });
   }
   if (ext_x_) {
     std::copy_n(x_.data(), T * H, ext_x_);

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/aligned_vector.h"
 #include "common/cpu.h"
 #include "format/dtype.h"
 #include "model/thread_pool.h"
@@ -65,9 +66,10 @@ void pack_int8_rows(const Linear& w, int64_t r0, int64_t r1, uint8_t* out);
 struct Int8Activations {
   int64_t T = 0, k = 0, groups = 0;
   const float* source = nullptr;  // what was quantized (reuse check of linear_forward)
-  std::vector<int8_t> q;      // [T, groups·256]
-  std::vector<float> scale;   // [T, groups·16] amax/127 (0 for an all-zero block)
-  std::vector<int32_t> corr;  // [T, groups·16] -12·Σq over the block (weights are stored as 2·E2M1 + 12)
+  // 64-byte aligned: the kernels' 64-byte loads of a row never split a cache line.
+  AlignedVector<int8_t> q;      // [T, groups·256]
+  AlignedVector<float> scale;   // [T, groups·16] amax/127 (0 for an all-zero block)
+  AlignedVector<int32_t> corr;  // [T, groups·16] -12·Σq over the block (weights are stored as 2·E2M1 + 12)
 };
 // `isa` selects the (bit-identical) SIMD version.
 void quantize_activations_int8(const float* x, int64_t T, int64_t k, Int8Activations& out, ThreadPool& pool, Isa isa = Isa::kScalar);

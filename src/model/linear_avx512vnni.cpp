@@ -91,12 +91,14 @@ void micro_int8(const uint8_t* wp, const float* ws, const int8_t* xq, int64_t ld
       __m512i c = _mm512_loadu_si512(xc + t * lds + g * 16);
       for (int r = 0; r < R; ++r) acc[r][t] = c;
     }
+    // Per 64-byte slice the TT activation vectors stay in registers and each weight vector is
+    // loaded once for TT dot products.
     for (int s = 0; s < 4; ++s) {
-      __m512i wv[R];
-      for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(wp + r * kLd + g * 256 + 64 * s);
-      for (int t = 0; t < TT; ++t) {
-        __m512i xv = _mm512_loadu_si512(xq + t * ldx + g * 256 + 64 * s);
-        for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], xv);
+      __m512i xv[TT];
+      for (int t = 0; t < TT; ++t) xv[t] = _mm512_load_si512(xq + t * ldx + g * 256 + 64 * s);
+      for (int r = 0; r < R; ++r) {
+        const __m512i wv = _mm512_load_si512(wp + r * kLd + g * 256 + 64 * s);
+        for (int t = 0; t < TT; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -122,45 +124,61 @@ void micro_int8_rows(const uint8_t* wp, const float* ws, const int8_t* xq, int64
   }
 }
 
-// Many tokens: per kTileR rows × kInt8ChunkGroups groups the weights are decoded once into an L1
-// tile (bytes in Int8Activations order, scales as f32, 16 KiB) and every token streams past it
-// from L2, so each weight load from L1 feeds kTileT dot products and each activation load kTileR.
+// Tokens per pass over a decoded panel (a multiple of kTileT): their activations for one chunk
+// (96 × 16 groups × 384 bytes = 576 KiB) stay in L2 while every 4-row tile of the panel streams
+// them, instead of all the prompt's tokens (1.5 MiB at 256 tokens) going round L2 once per tile.
+constexpr int64_t kTokenBlock = 32 * kTileT;
+
+// Many tokens: per kPanelRows rows × kInt8ChunkGroups groups the weights are decoded once into the
+// scratch panel (bytes in Int8Activations order, scales as f32: 144 KiB, L2); per block of
+// kTokenBlock tokens every kTileR-row tile of the panel (16 KiB, L1) streams the block's tokens
+// past it, so each weight load feeds kTileT dot products and each activation load kTileR.
+// Per (row, token) the chunks are still summed in order: the result does not depend on the blocking.
 void gemm_int8(const Linear& w, const uint8_t* packed, const Int8Activations& xa, int64_t r0, int64_t r1, float* y, float* scratch) {
   const int64_t N = w.n, T = xa.T, G = xa.groups, ldx = G * 256, lds = G * 16;
   const uint8_t* scales = int8_layout::scales(packed, N, w.k);
   const __m512i lut = e2m1_lut();
   for (int64_t t = 0; t < T; ++t) std::fill(y + t * N + r0, y + t * N + r1, 0.0f);
   uint8_t* wp = reinterpret_cast<uint8_t*>(scratch);
-  float* ws = scratch + kTileR * kLd / 4;
+  float* ws = scratch + kPanelRows * kLd / 4;
   for (int64_t g0 = 0; g0 < G; g0 += kInt8ChunkGroups) {
     const int64_t ng = std::min(kInt8ChunkGroups, G - g0);
     const int8_t* xq = xa.q.data() + g0 * 256;
     const float* xs = xa.scale.data() + g0 * 16;
     const int32_t* xc = xa.corr.data() + g0 * 16;
-    for (int64_t rb = r0; rb < r1; rb += kTileR) {
-      const int64_t rows = std::min<int64_t>(kTileR, r1 - rb);
-      for (int64_t i = 0; i < rows; ++i)
+    for (int64_t pb = r0; pb < r1; pb += kPanelRows) {
+      const int64_t prows = std::min(kPanelRows, r1 - pb);
+      for (int64_t i = 0; i < prows; ++i)
         for (int64_t g = 0; g < ng; ++g) {
-          const uint8_t* p = packed + (rb + i) * G * 128 + (g0 + g) * 128;
+          const uint8_t* p = packed + (pb + i) * G * 128 + (g0 + g) * 128;
           uint8_t* o = wp + i * kLd + g * 256;
           __m512i a, b, c, d;
           decode_half(p, lut, a, b);
           decode_half(p + 64, lut, c, d);
-          _mm512_storeu_si512(o, a);
-          _mm512_storeu_si512(o + 64, b);
-          _mm512_storeu_si512(o + 128, c);
-          _mm512_storeu_si512(o + 192, d);
-          _mm512_storeu_ps(ws + i * (kLd / 16) + g * 16, block_scales(scales + (rb + i) * G * 16 + (g0 + g) * 16));
+          _mm512_store_si512(o, a);
+          _mm512_store_si512(o + 64, b);
+          _mm512_store_si512(o + 128, c);
+          _mm512_store_si512(o + 192, d);
+          _mm512_store_ps(ws + i * (kLd / 16) + g * 16, block_scales(scales + (pb + i) * G * 16 + (g0 + g) * 16));
         }
-      for (int64_t t0 = 0; t0 < T; t0 += kTileT) {
-        const int tt = int(std::min<int64_t>(kTileT, T - t0));
-        if (rows == kTileR) {
-          micro_int8_rows<kTileR>(wp, ws, xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt, y + t0 * N + rb, N);
-          continue;
+      for (int64_t tb = 0; tb < T; tb += kTokenBlock) {
+        const int64_t te = std::min(T, tb + kTokenBlock);
+        for (int64_t rb = 0; rb < prows; rb += kTileR) {
+          const int64_t rows = std::min<int64_t>(kTileR, prows - rb);
+          const uint8_t* wt = wp + rb * kLd;
+          const float* wst = ws + rb * (kLd / 16);
+          for (int64_t t0 = tb; t0 < te; t0 += kTileT) {
+            const int tt = int(std::min<int64_t>(kTileT, te - t0));
+            float* yt = y + t0 * N + pb + rb;
+            if (rows == kTileR) {
+              micro_int8_rows<kTileR>(wt, wst, xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt, yt, N);
+              continue;
+            }
+            for (int64_t i = 0; i < rows; ++i)
+              micro_int8_rows<1>(wt + i * kLd, wst + i * (kLd / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt,
+                                 yt + i, N);
+          }
         }
-        for (int64_t i = 0; i < rows; ++i)
-          micro_int8_rows<1>(wp + i * kLd, ws + i * (kLd / 16), xq + t0 * ldx, ldx, xs + t0 * lds, xc + t0 * lds, lds, ng, tt,
-                             y + t0 * N + rb + i, N);
       }
     }
   }

@@ -54,7 +54,7 @@ struct Model {
   std::string quant_format;  // "none", "compressed-tensors", "modelopt" (what was found)
   bool has_input_global_scale = false;  // every NVFP4 linear carries an activation scale
   std::vector<std::vector<float>> owned;  // F16 weights converted to f32 at load
-  std::vector<std::vector<uint8_t>> owned_int8;  // NVFP4 linears repacked for the int8 kernels
+  std::vector<AlignedVector<uint8_t>> owned_int8;  // NVFP4 linears repacked for the int8 kernels (64-byte aligned rows)
   uint64_t weight_bytes() const;          // bytes of all linears + embedding as stored
 };
 

@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/aligned_vector.h"
+
 namespace fp4z {
 
 // Runs fn(task, thread) for task in [0, tasks) on `threads` threads (the caller is thread 0),
@@ -20,7 +22,7 @@ struct ThreadPool {
   ~ThreadPool();
   int size() const { return int(workers_.size()) + 1; }
   void run(int64_t tasks, const std::function<void(int64_t task, int thread)>& fn);
-  // Per-thread scratch of at least `floats` floats, owned by the pool; only thread `thread` may
+  // Per-thread scratch of at least `floats` floats (64-byte aligned), owned by the pool; only thread `thread` may
   // use its buffer (inside run) or the caller (outside run, thread 0).
   float* scratch(int thread, size_t floats);
 
@@ -42,7 +44,7 @@ struct ThreadPool {
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_{0};
   std::exception_ptr error_;
-  std::vector<std::vector<float>> scratch_;
+  std::vector<AlignedVector<float>> scratch_;
 };
 
 }  // namespace fp4z
