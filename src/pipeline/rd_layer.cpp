@@ -165,17 +165,26 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
 }
 
 void rd_correct_weight(float* W, int64_t N, int64_t K, const float* D, const RdHessian& h, int threads) {
-  std::vector<float> Z(size_t(N * K), 0.0f);
-  if (N <= K) {
-    std::vector<float> X(size_t(N * K), 0.0f);
-    rows_times_square(W, N, K, D, X.data(), threads);  // X = W·D
-    times_hd_inverse(X.data(), N, K, h.U.data(), Z.data(), threads);
-  } else {
-    std::vector<float> M(size_t(K * K), 0.0f);
-    times_hd_inverse(D, K, K, h.U.data(), M.data(), threads);  // M = D·Hd⁻¹
-    rows_times_square(W, N, K, M.data(), Z.data(), threads);
+  if (N <= K) {  // per chunk of rows: X = W·D, then W += X·Hd⁻¹ (2 chunk-sized buffers, not 2 N×K ones)
+    std::vector<float> X, Z;
+    for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+      const int64_t rc = std::min(kChunkRows, N - r0);
+      X.assign(size_t(rc * K), 0.0f);
+      Z.assign(size_t(rc * K), 0.0f);
+      rows_times_square(W + r0 * K, rc, K, D, X.data(), threads);
+      times_hd_inverse(X.data(), rc, K, h.U.data(), Z.data(), threads);
+      for (size_t i = 0; i < Z.size(); ++i) W[size_t(r0 * K) + i] += Z[i];
+    }
+    return;
   }
-  for (size_t i = 0; i < Z.size(); ++i) W[i] += Z[i];
+  std::vector<float> M(size_t(K * K), 0.0f), Z;
+  times_hd_inverse(D, K, K, h.U.data(), M.data(), threads);  // M = D·Hd⁻¹, then W += W·M per chunk of rows
+  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+    const int64_t rc = std::min(kChunkRows, N - r0);
+    Z.assign(size_t(rc * K), 0.0f);
+    rows_times_square(W + r0 * K, rc, K, M.data(), Z.data(), threads);
+    for (size_t i = 0; i < Z.size(); ++i) W[size_t(r0 * K) + i] += Z[i];
+  }
 }
 
 std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_t N, int64_t K, const std::vector<double>& C,
