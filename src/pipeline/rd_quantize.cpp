@@ -106,7 +106,8 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   if (has_target && !(o.target_bits > 0 && o.target_bits <= 4.5))
     fail_input("--target-bits " + fmt(o.target_bits) + " is unreachable (NVFP4 with rd ranges over (0, 4.5] bits per weight)");
   if (o.rd_tables != "pooled" && o.rd_tables != "tensor") fail_input("--rd-tables must be pooled or tensor");
-  if (o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform") fail_input("--rd-weighting must be sensitivity or uniform");
+  if (o.rd_weighting != "auto" && o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform")
+    fail_input("--rd-weighting must be auto, sensitivity or uniform");
   if (!(o.damp > 0 && o.damp < 1)) fail_input("--damp must be in (0, 1)");
   if (o.calibration.empty() && (o.calibration_seqs != 0 || o.calibration_ctx != 512))
     fail_input("--calibration-seqs and --calibration-ctx need --calibration TEXT");
@@ -304,6 +305,18 @@ void RdJob::setup_calibration() {
   eo.max_batch = ctx_;
   session_ = std::make_unique<Session>(*model_, eo);
   calib_seconds_ += since(t0);
+  if (o_.rd_weighting == "auto") {
+    // One whole-model forward (n_sens sequences, head included) per Linear: affordable below kRdSensitivityWork.
+    const double V = double(model_->cfg.vocab), n = double(std::max<int64_t>(1, std::min<int64_t>(o_.sensitivity_seqs, int64_t(seqs_.size()))));
+    const double sens_seqs = std::max(1.0, std::min(n, std::floor(double(int64_t(64) << 20) / (double(ctx_) * V))));
+    double weights = 0, linears = 0;
+    for (const auto& [m, l] : source_linear_) {
+      weights += double(l.n) * double(l.k);
+      ++linears;
+    }
+    const double work = (linears + 1) * sens_seqs * double(ctx_) * (weights + V * double(model_->cfg.hidden));
+    o_.rd_weighting = work <= kRdSensitivityWork ? "sensitivity" : "uniform";
+  }
   if (o_.rd_weighting == "sensitivity") measure_sensitivities();
 }
 

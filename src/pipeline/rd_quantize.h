@@ -37,6 +37,12 @@ constexpr uint64_t kRdSampleFraction = 256;
 constexpr double kRdCalibrationWork = 8.796093022208e12;  // 2^43
 int rd_auto_calibration_seqs(double decoder_weights, int64_t ctx);
 
+// --rd-weighting auto: per-Linear sensitivities cost one whole-model forward of the sensitivity
+// sequences per Linear, (Linears + 1) × tokens × (decoder + head weights) multiply-adds; measured when
+// that is at most 2^46 ≈ 7e13 (stories260K: 2e10, Qwen3-0.6B: ≈ 6e13), else uniform weighting
+// (Qwen3-4B: ≈ 5e14, hours on 2 cores).
+constexpr double kRdSensitivityWork = 7.0368744177664e13;  // 2^46
+
 // Size limit of the λ search's cache of every layer's H and corrected weight (f32).
 constexpr uint64_t kRdCacheBytes = uint64_t(512) << 20;
 
