@@ -452,6 +452,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     const TensorRef& ref = src_.get(m + ".weight");
     W.resize(size_t(ref.info->numel()));
     convert_to_f32(ref.data(), ref.info->dtype, W.size(), W.data());
+    if (calibrated) release_tensor(ref);  // the f32 copy is what the layer work reads
     const RdHessian* h = nullptr;
     if (calibrated) {
       auto it = owner.find(m);
@@ -495,12 +496,15 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       C.erase(owner.at(m));
     }
   };
-  auto release_unit = [&] {
-    // This unit's source pages are not needed again in this run: let the resident set shrink.
-    for (const auto& m : u.modules) release_tensor(src_.get(m + ".weight"));
+  auto release_layer_pages = [&] {
     if (model_ && u.layer >= 0)
       for (const auto& n : model_->ckpt->names)
         if (decoder_layer_of(n) == u.layer) release_tensor(model_->ckpt->get(n));
+  };
+  auto release_unit = [&] {
+    // This unit's source pages are not needed again in this run: let the resident set shrink.
+    for (const auto& m : u.modules) release_tensor(src_.get(m + ".weight"));
+    release_layer_pages();
   };
   if (calibrated && proxy_search_) {
     for (const auto& m : u.modules) {
@@ -629,6 +633,9 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       if (fill_h_cache_) h_cache_[o] = h;
       for (auto& sx : source_x) sx.erase(o);  // this input's source rows are in C now
     }
+    // The layer's source pages are not read again until the next pass: off the resident set while the
+    // stage's matrices (up to 3·K² floats) are alive.
+    release_layer_pages();
     for (const std::string& m : u.modules) {
       if (!pending.count(m) || !owner.count(m) || !accumulated.count(owner[m]) || owners_before.count(owner[m])) continue;
       if (fill_h_cache_) owner_cache_[m] = owner[m];
