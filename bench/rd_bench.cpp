@@ -1,14 +1,16 @@
 // rd quantization speed without calibration, one thread, in BF16 input bytes per CPU second: the block
-// kernel alone (scalar vs AVX-512), one pass with fixed tables, the per-tensor-tables layer job. The whole
+// kernel alone (scalar, AVX2, AVX-512), one pass with fixed tables, the per-tensor-tables layer job. The whole
 // `fp4z quantize --method rd` process is timed by bench/rd_speed.sh.
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
+#include "common/cpu.h"
 #include "format/dtype.h"
 #include "nvfp4/rd.h"
 #include "pipeline/rd_layer.h"
+#include "pipeline/rd_plain.h"
 
 using namespace fp4z;
 
@@ -40,12 +42,11 @@ Fixture& fixture() {
   return f;
 }
 
-// The block decision kernel alone over the slice (no packing, no threads): scalar vs AVX-512.
-template <bool kAvx512>
-void BM_RdBlockKernel(benchmark::State& state) {
+// The block decision kernel alone over the slice (no packing, no threads): scalar, AVX2, AVX-512.
+void rd_block_kernel(benchmark::State& state, RdBlocksKernel kernel, CpuFeature needs) {
   Fixture& f = fixture();
-  if (kAvx512 && !rd_blocks_use_avx512()) {
-    state.SkipWithError("no AVX-512 on this CPU");
+  if (needs != CpuFeature{} && !cpu_features().has(needs)) {
+    state.SkipWithError("this CPU lacks the kernel's instruction set");
     return;
   }
   RdBlockParams p;
@@ -56,16 +57,15 @@ void BM_RdBlockKernel(benchmark::State& state) {
   std::vector<uint8_t> codes(static_cast<size_t>(kCols)), scales(static_cast<size_t>(kRows * kCols / 16));
   for (auto _ : state) {
     double sq = 0;
-    for (int64_t r = 0; r < kRows; ++r) {
-      auto fn = kAvx512 ? rd_choose_blocks_avx512 : rd_choose_blocks_scalar;
-      fn(t, f.w.data() + r * kCols, nullptr, size_t(kCols / 16), codes.data(), scales.data() + r * kCols / 16, &sq);
-    }
+    for (int64_t r = 0; r < kRows; ++r)
+      kernel(t, f.w.data() + r * kCols, nullptr, size_t(kCols / 16), codes.data(), scales.data() + r * kCols / 16, &sq);
     benchmark::DoNotOptimize(sq);
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
 }
-BENCHMARK(BM_RdBlockKernel<false>)->Name("BM_RdBlockKernel/scalar")->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
-BENCHMARK(BM_RdBlockKernel<true>)->Name("BM_RdBlockKernel/avx512")->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK_CAPTURE(rd_block_kernel, scalar, rd_choose_blocks_scalar, CpuFeature{})->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK_CAPTURE(rd_block_kernel, avx2, rd_choose_blocks_avx2, CpuFeature::kAvx2)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK_CAPTURE(rd_block_kernel, avx512, rd_choose_blocks_avx512, CpuFeature::kAvx512)->Arg(0)->Arg(10)->Arg(50)->Arg(200)->Arg(1000)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 // One rd pass with fixed (model-wide) tables: what `--rd-tables pooled` does per layer per run.
 void BM_RdPassFixedTables(benchmark::State& state) {
@@ -81,7 +81,22 @@ void BM_RdPassFixedTables(benchmark::State& state) {
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);  // BF16 input bytes
 }
-BENCHMARK(BM_RdPassFixedTables)->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+BENCHMARK(BM_RdPassFixedTables)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+
+// What the job does per tensor without calibration: the pass straight from the BF16 rows (conversion,
+// decisions, packing, histogram, row errors).
+void BM_RdPlainLayerBf16(benchmark::State& state) {
+  Fixture& f = fixture();
+  std::vector<uint16_t> bf16(f.w.size());
+  for (size_t i = 0; i < bf16.size(); ++i) bf16[i] = f32_to_bf16_rne(f.w[i]);
+  for (auto _ : state) {
+    RdLayerResult r = rd_plain_layer(reinterpret_cast<const uint8_t*>(bf16.data()), DType::BF16, kRows, kCols, f.gs,
+                                     double(state.range(0)) * 1e-7, 1, f.tables);
+    benchmark::DoNotOptimize(r.packed.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
+}
+BENCHMARK(BM_RdPlainLayerBf16)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 // The layer job with the tensor's own tables: 1 + kRdRatePasses passes plus the metrics.
 void BM_RdLayerTensorTables(benchmark::State& state) {

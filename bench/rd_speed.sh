@@ -4,7 +4,8 @@
 # Qwen3-4B-shaped BF16 checkpoint. usage: bench/rd_speed.sh [WORK_DIR] [QWEN3_4B_BF16_DIR]
 # WORK_DIR (default build/rd-speed) gets the one-layer checkpoint (made here, 50 MB) and the outputs
 # (deleted after each run). The 4B checkpoint (8 GB) is made by bench/gen_full_qwen3_4b.sh; without it
-# only the one-layer figures are printed.
+# only the one-layer figures are printed. RD_SPEED_RUNS (3) runs per figure, median CPU time;
+# RD_SPEED_THREADS (1) threads; FP4Z=path/to/fp4z times another build (e.g. main's, for a baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-build/rd-speed}
@@ -44,20 +45,39 @@ print(total)
 PY
 }
 
+# Each configuration runs RD_SPEED_RUNS times (default 3) with --threads RD_SPEED_THREADS (default 1);
+# the median CPU time is reported (the machine may be shared), with the fastest and slowest.
+RUNS=${RD_SPEED_RUNS:-3}
+THREADS=${RD_SPEED_THREADS:-1}
 run() {  # NAME SOURCE ARGS...
   local name=$1 src=$2
   shift 2
-  local out=$WORK/out-$name bytes
-  rm -rf "$out"
+  local out=$WORK/out-$name bytes cpus=() walls=() user sys wall rss
   bytes=$(linear_bytes "$src")
-  /usr/bin/time -f "%U %S %e %M" -o "$WORK/time-$name" build/fp4z quantize --source "$src" --out "$out" --method rd "$@" --threads 1 -q
-  read -r user sys wall rss < "$WORK/time-$name"
+  for _ in $(seq "$RUNS"); do
+    rm -rf "$out"
+    # user, sys (µs resolution, os.wait4), wall seconds and peak RSS (KiB) of the child
+    python3 -c "
+import os, sys, time
+t0 = time.monotonic()
+pid = os.spawnvp(os.P_NOWAIT, sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+open(sys.argv[1], 'w').write(f'{ru.ru_utime:.4f} {ru.ru_stime:.4f} {time.monotonic() - t0:.3f} {ru.ru_maxrss}\\n')
+sys.exit(os.waitstatus_to_exitcode(status))" "$WORK/time-$name" "${FP4Z:-build/fp4z}" quantize --source "$src" --out "$out" --method rd "$@" --threads "$THREADS" -q
+    read -r user sys wall rss < "$WORK/time-$name"
+    cpus+=("$user+$sys")
+    walls+=("$wall")
+  done
   python3 -c "
-import json
+import json, statistics
 r = json.load(open('$out/fp4z_rd_report.json'))
-cpu = $user + $sys
-print(f'$name: {$bytes / 1e6:.1f} MB BF16 Linears, CPU {cpu:.2f} s (user $user + sys $sys), wall $wall s, peak RSS {$rss / 1024:.0f} MB'
-      f' -> {$bytes / 1e6 / cpu:.1f} MB/s per CPU second; bits/weight {r[\"bits_per_weight\"]:.4f}, weight MSE {r[\"weight_mse\"]:.4g},'
+cpu = sorted(eval(c) for c in '${cpus[*]}'.split())
+wall = statistics.median(float(w) for w in '${walls[*]}'.split())
+med = statistics.median(cpu)
+print(f'$name (threads $THREADS, {len(cpu)} runs): {$bytes / 1e6:.1f} MB BF16 Linears, CPU median {med:.3f} s (min {cpu[0]:.3f}, max {cpu[-1]:.3f};'
+      f' last user $user + sys $sys), wall median {wall:.2f} s, peak RSS {$rss / 1024:.0f} MB'
+      f' -> {$bytes / 1e6 / med:.1f} MB/s per CPU second, {$bytes / 1e6 / wall:.1f} MB/s wall;'
+      f' bits/weight {r[\"bits_per_weight\"]:.4f}, weight MSE {r[\"weight_mse\"]:.4g},'
       f' search runs {r[\"search_runs\"]}, lambda {r[\"lambda\"]:.4g}')"
   rm -rf "$out"
 }

@@ -91,7 +91,56 @@ TEST(Rans, CodedSizeNearEntropy) {
   encode_stream(v.data(), v.size(), coded, s);
   double bound = order0_bits(v.data(), v.size()) / 8;
   EXPECT_LT(double(coded.size()), bound * 1.002 + 64) << "entropy bound " << bound;
+  EXPECT_EQ(coded[0], uint8_t(StreamMode::kRansWide));  // a 1 MiB stream takes the 64-lane mode
+  // Below kWideStreamSymbols the stream keeps the 32-lane mode of format 1.0 (fewer state bytes).
+  auto small = skewed_bytes(kWideStreamSymbols - 1, 6.0, 4);
+  coded.clear();
+  encode_stream(small.data(), small.size(), coded, s);
   EXPECT_EQ(coded[0], uint8_t(StreamMode::kRans));
+  EXPECT_LT(double(coded.size()), order0_bits(small.data(), small.size()) / 8 * 1.002 + 64 + 4 * rans::kLanes);
+}
+
+// A 1.0 reader's 32-lane streams stay readable: a stream written in mode 2 by the 32-lane encoder
+// decodes through decode_stream, and the same symbols in mode 3 too; a mode-3 stream whose state
+// block is cut to 32 lanes is refused.
+TEST(Rans, BothLaneCountsDecodeThroughTheStreamReader) {
+  auto v = skewed_bytes(200003, 4.0, 8);
+  uint64_t counts[256];
+  rans::histogram(v.data(), v.size(), counts);
+  rans::FreqTable t;
+  rans::normalize(counts, t);
+  for (int lanes : {rans::kLanes, rans::kWideLanes}) {
+    uint32_t states[rans::kMaxLanes];
+    std::vector<uint16_t> words;
+    rans::encode(v.data(), v.size(), t, lanes, states, words);
+    // Serialise by hand as docs/format.md §4.1 describes.
+    std::vector<uint8_t> coded = {uint8_t(lanes == rans::kLanes ? StreamMode::kRans : StreamMode::kRansWide)};
+    coded.resize(33, 0);
+    for (int s = 0; s < 256; ++s)
+      if (t.freq[s]) coded[1 + (s >> 3)] |= uint8_t(1u << (s & 7));
+    for (int s = 0; s < 256; ++s) {
+      if (!t.freq[s]) continue;
+      uint32_t f = t.freq[s] - 1;
+      while (f >= 0x80) coded.push_back(uint8_t(f | 0x80)), f >>= 7;
+      coded.push_back(uint8_t(f));
+    }
+    for (int l = 0; l < lanes; ++l)
+      for (int k = 0; k < 4; ++k) coded.push_back(uint8_t(states[l] >> (8 * k)));
+    uint64_t nw = words.size();
+    while (nw >= 0x80) coded.push_back(uint8_t(nw | 0x80)), nw >>= 7;
+    coded.push_back(uint8_t(nw));
+    for (uint16_t w : words) coded.push_back(uint8_t(w)), coded.push_back(uint8_t(w >> 8));
+    CodecScratch s;
+    std::vector<uint8_t> back(v.size());
+    size_t pos = 0;
+    EXPECT_EQ(decode_stream(coded.data(), coded.size(), &pos, back.data(), v.size(), s), "") << lanes;
+    EXPECT_EQ(pos, coded.size());
+    EXPECT_EQ(back, v) << lanes;
+    // The other mode byte reads the states with the wrong lane count: refused, never a crash.
+    coded[0] = uint8_t(lanes == rans::kLanes ? StreamMode::kRansWide : StreamMode::kRans);
+    pos = 0;
+    EXPECT_NE(decode_stream(coded.data(), coded.size(), &pos, back.data(), v.size(), s), "") << lanes;
+  }
 }
 
 TEST(Rans, NibbleCodesWithNegativeZero) {
@@ -203,25 +252,26 @@ TEST(Dispatch, EveryKernelGivesTheSameBytes) {
   // and so must the BF16 plane transforms.
   std::vector<rans::DecodeRoundsFn> kernels = {rans::decode_rounds_scalar};
   if (detect_isa() == Isa::kAvx512) kernels.push_back(rans::decode_rounds_avx512);
+  for (int lanes : {rans::kLanes, rans::kWideLanes})
   for (double spread : {0.5, 3.0, 40.0}) {
-    for (size_t n : {31, 32, 33, 1000, 65536 + 17}) {
+    for (size_t n : {31, 32, 33, 63, 64, 65, 1000, 65536 + 17}) {
       auto v = skewed_bytes(n, spread, uint32_t(n + spread * 10));
       uint64_t counts[256];
       rans::histogram(v.data(), n, counts);
       if (rans::distinct_symbols(counts) < 2) continue;
       rans::FreqTable t;
       rans::normalize(counts, t);
-      uint32_t states[rans::kLanes];
+      uint32_t states[rans::kMaxLanes];
       std::vector<uint16_t> words;
-      rans::encode(v.data(), n, t, states, words);
+      rans::encode(v.data(), n, t, lanes, states, words);
       std::vector<uint8_t> wb(2 * words.size());
       if (!wb.empty()) std::memcpy(wb.data(), words.data(), wb.size());  // no null pointers into memcpy (UBSan)
       rans::DecodeTable d;
       rans::build_decode_table(t, d);
       for (auto k : kernels) {
         std::vector<uint8_t> out(n);
-        ASSERT_TRUE(rans::decode(d, states, wb.data(), words.size(), out.data(), n, k));
-        EXPECT_EQ(out, v);
+        ASSERT_TRUE(rans::decode(d, lanes, states, wb.data(), words.size(), out.data(), n, k));
+        EXPECT_EQ(out, v) << lanes << " " << n;
       }
     }
   }
@@ -269,30 +319,32 @@ TEST(Rans, ReciprocalDivisionIsExact) {
 TEST(Dispatch, EveryEncodeKernelGivesTheSameWords) {
   std::vector<rans::EncodeRoundsFn> kernels = {rans::encode_rounds_scalar};
   if (detect_isa() == Isa::kAvx512) kernels.push_back(rans::encode_rounds_avx512);
+  for (int lanes : {rans::kLanes, rans::kWideLanes})
   for (double spread : {0.3, 3.0, 40.0, 400.0}) {
-    for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(33), size_t(1000), size_t(65536 + 17), size_t(1) << 20}) {
+    for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(33), size_t(64), size_t(65), size_t(1000),
+                     size_t(65536 + 17), size_t(1) << 20}) {
       auto v = skewed_bytes(n, spread, uint32_t(n * 7 + spread));
       uint64_t counts[256];
       rans::histogram(v.data(), n, counts);
       if (rans::distinct_symbols(counts) < 2) continue;
       rans::FreqTable t;
       rans::normalize(counts, t);
-      uint32_t ref_states[rans::kLanes];
+      uint32_t ref_states[rans::kMaxLanes];
       std::vector<uint16_t> ref_words;
-      rans::encode(v.data(), n, t, ref_states, ref_words, kernels[0]);
+      rans::encode(v.data(), n, t, lanes, ref_states, ref_words, kernels[0]);
       for (auto k : kernels) {
-        uint32_t states[rans::kLanes];
+        uint32_t states[rans::kMaxLanes];
         std::vector<uint16_t> words;
-        rans::encode(v.data(), n, t, states, words, k);
-        EXPECT_EQ(words, ref_words) << n << " " << spread;
-        EXPECT_TRUE(std::equal(states, states + rans::kLanes, ref_states)) << n << " " << spread;
+        rans::encode(v.data(), n, t, lanes, states, words, k);
+        EXPECT_EQ(words, ref_words) << lanes << " " << n << " " << spread;
+        EXPECT_TRUE(std::equal(states, states + lanes, ref_states)) << lanes << " " << n << " " << spread;
       }
       // And the words decode back (the scalar decoder as the reference).
       std::vector<uint8_t> wb(2 * ref_words.size()), out(n);
       if (!wb.empty()) std::memcpy(wb.data(), ref_words.data(), wb.size());
       rans::DecodeTable d;
       rans::build_decode_table(t, d);
-      ASSERT_TRUE(rans::decode(d, ref_states, wb.data(), ref_words.size(), out.data(), n));
+      ASSERT_TRUE(rans::decode(d, lanes, ref_states, wb.data(), ref_words.size(), out.data(), n));
       EXPECT_EQ(out, v);
     }
   }

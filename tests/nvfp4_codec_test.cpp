@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "common/cpu.h"
+#include "common/half.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/kernels.h"
 #include "nvfp4/scales.h"
@@ -250,6 +252,94 @@ TEST(Kernels, SeedBlockScalesIdenticalAcrossIsas) {
         EXPECT_EQ(bits(orr[i]), bits(rr[i])) << i;
       }
     }
+  }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+}
+
+// The division-free quantizer's cut-offs give the division's code for every BF16 weight (all 65536
+// patterns: NaN, inf, subnormals, both zeros) and many f32 ones, for divisors from 0 through the
+// E4M3 range, subnormal divisors, huge, infinite and NaN divisors.
+TEST(Kernels, CutoffsReproduceTheDivisionForEveryBf16Weight) {
+  std::vector<float> divisors = {0.0f, 1e-45f, 1e-40f, 1.17e-38f, 1e-30f, 1e-3f, 0.0123f, 1.0f / 3.0f, 1.0f, 6.0f,
+                                 448.0f, 1e20f, 3.4e38f, INFINITY, NAN};
+  for (float g1 : {224.0f, 4893.53857421875f, 1e-3f, 1e30f})
+    for (int c = 0; c < 0x7F; c += 3) divisors.push_back(e4m3_decode(uint8_t(c)) / g1);
+  std::mt19937 rng(3);
+  std::vector<uint32_t> patterns;
+  for (uint32_t h = 0; h < 65536; ++h) patterns.push_back(h << 16);
+  for (int i = 0; i < 20000; ++i) patterns.push_back(rng());
+  for (float S : divisors) {
+    float cut[8];
+    e2m1_cutoffs(S, cut);
+    for (uint32_t p : patterns) {
+      float w;
+      std::memcpy(&w, &p, 4);
+      const float x = w / S, a = std::fabs(w);
+      int idx = 0;
+      for (int k = 1; k < 8; ++k) idx += a >= cut[k];
+      const bool neg = (p >> 31) && a >= cut[0];
+      ASSERT_EQ(idx, e2m1_magnitude_index(std::fabs(x))) << "S=" << S << " w=" << w;
+      ASSERT_EQ(neg, x < 0.0f) << "S=" << S << " w=" << w;
+    }
+  }
+}
+
+// seed_row: every ISA gives the scalar path's bytes and error sums (the scalar path is quantize_row and
+// code_stats of the scalar table), on BF16 rows holding every bit pattern and on f32 rows.
+TEST(Kernels, SeedRowIdenticalAcrossIsas) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  // BF16 rows: the first 65536 weights are every bit pattern once (so those rows mostly sum to NaN),
+  // the rest finite normal weights whose error sums are compared bit for bit.
+  const size_t cols = 16 * 37, rows = 2 * (65536 / cols + 1);
+  std::vector<uint16_t> wb(rows * cols);
+  std::vector<float> wf(rows * cols);
+  for (size_t i = 0; i < wb.size(); ++i) wb[i] = i < 65536 ? uint16_t(i * 40503u) : f32_to_bf16_rne(nd(rng) * 0.02f);
+  std::vector<uint8_t> tscale(rows * cols / 16), tpacked(rows * cols / 2);
+  for (auto& c : tscale) c = uint8_t(rng() % 0x7F);
+  for (auto& c : tpacked) c = uint8_t(rng());
+  for (float g1 : {224.0f, 4893.53857421875f, 1e-3f, 1e30f}) {
+    float S0_of[256], D_of[256];
+    for (int c = 0; c < 256; ++c) {
+      S0_of[c] = e4m3_decode(uint8_t(c)) / 1234.5f;
+      D_of[c] = S0_of[c] * 2.0f;
+    }
+    auto tab = std::make_unique<SeedCodeTables>();
+    fill_seed_code_tables(S0_of, D_of, nullptr, g1, *tab);
+    // f32 rows: threshold multiples of the block's scale (ties after the division) among normal weights.
+    const float ties[] = {0.25f, -0.75f, 1.25f, -1.75f, 2.5f, 3.5f, -5.0f, 0.0f, -0.0f};
+    for (size_t i = 0; i < wf.size(); ++i)
+      wf[i] = (i % 5 == 0) ? ties[(i / 5) % 9] * tab->S1[tscale[i / 16]] : nd(rng) * 0.02f;
+    for (bool cz : {false, true})
+      for (bool bf16 : {true, false}) {
+        auto run = [&](const NvKernels& k, std::vector<uint8_t>& out, std::vector<double>& sq) {
+          out.assign(rows * cols / 2, 0);
+          sq.assign(2 * rows, 0);
+          for (size_t r = 0; r < rows; ++r) {
+            const void* w = bf16 ? static_cast<const void*>(&wb[r * cols]) : static_cast<const void*>(&wf[r * cols]);
+            k.seed_row(w, bf16, cols, &tscale[r * cols / 16], &tpacked[r * cols / 2], *tab, cz, &out[r * cols / 2],
+                       &sq[2 * r], &sq[2 * r + 1]);
+          }
+        };
+        std::vector<uint8_t> ref, out;
+        std::vector<double> ref_sq, sq;
+        run(kNvKernelsScalar, ref, ref_sq);
+        for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+          if (int(isa) > int(detect_isa())) continue;
+          run(nv_kernels(isa), out, sq);
+          EXPECT_EQ(out, ref) << isa_name(isa) << " g1=" << g1 << " bf16=" << bf16 << " cz=" << cz;
+          // Rows holding NaN/inf weights sum to NaN (its payload is not specified); all others bit for bit.
+          size_t nan_rows = 0;
+          for (size_t i = 0; i < sq.size(); ++i) {
+            if (std::isnan(ref_sq[i]) && std::isnan(sq[i])) {
+              ++nan_rows;
+              continue;
+            }
+            ASSERT_EQ(0, std::memcmp(&sq[i], &ref_sq[i], sizeof(double))) << isa_name(isa) << " g1=" << g1 << " row " << i / 2;
+          }
+          EXPECT_LE(nan_rows, 2 * (65536 / cols + 1));  // only the rows with the special patterns
+        }
+      }
   }
   FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }

@@ -3,15 +3,22 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <random>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common/cpu.h"
 #include "common/error.h"
+#include "common/half.h"
 #include "common/input_file.h"
 #include "common/mapped_file.h"
 #include "format/safetensors.h"
+#include "nvfp4/scales.h"
 #include "pipeline/io_queue.h"
+#include "pipeline/layer_quant.h"
 #include "test_util.h"
 
 using namespace fp4z;
@@ -149,4 +156,84 @@ TEST(IoQueue, AFailedJobSurfacesAtFinishAndLaterSubmissions) {
   EXPECT_NE(std::string(e.what()).find("size mismatch"), std::string::npos) << e.what();
   Error again = error_of([&] { io.call([] {}); });
   EXPECT_EQ(std::string(again.what()), std::string(e.what()));
+}
+
+// A tensor written in parts from one buffer (out of order, as encoding segments complete), then
+// completed: the file holds the bytes, the tensor counts as written, and the buffer is recycled.
+TEST(IoQueue, PartsThenCompleteWriteTheTensorAndRecycleItsBuffer) {
+  TempDir tmp("fp4z-qio");
+  fs::create_directories(tmp / "out");
+  const std::string data = pattern_bytes(3 << 20, 7);
+  CheckpointWriter w(tmp / "out", {{"t", DType::U8, {int64_t(data.size())}}}, 1ull << 40);
+  {
+    IoQueue io(w);
+    std::vector<uint8_t> buf(data.begin(), data.end());
+    const uint64_t third = data.size() / 3;
+    io.write_part("t", 2 * third, buf.data() + 2 * third, data.size() - 2 * third);
+    io.write_part("t", 0, buf.data(), third);
+    io.write_part("t", third, buf.data() + third, third);
+    io.complete("t", std::move(buf));
+    io.finish();
+    std::vector<uint8_t> spare = io.spare();
+    EXPECT_GE(spare.capacity(), data.size());
+  }
+  w.finish();  // fails ("never written") unless complete() marked it
+  EXPECT_TRUE(tensor_bytes(tmp / "out/model.safetensors", "t") == data);
+}
+
+TEST(IoQueue, ATensorWrittenOnlyInPartsIsNotComplete) {
+  TempDir tmp("fp4z-qio");
+  fs::create_directories(tmp / "out");
+  std::vector<uint8_t> buf(64, 1);
+  CheckpointWriter w(tmp / "out", {{"t", DType::U8, {64}}}, 1ull << 40);
+  {
+    IoQueue io(w);
+    io.write_part("t", 0, buf.data(), buf.size());
+    io.finish();
+  }
+  Error e = error_of([&] { w.finish(); });
+  EXPECT_NE(std::string(e.what()).find("never written"), std::string::npos) << e.what();
+}
+
+// seed_encode reports every segment of rows exactly once, whatever the thread count (one thread gets
+// the whole range in one call), and gives the same bytes and metrics bit for bit.
+TEST(SeedSegments, EveryRowReportedOnceAndResultsIndependentOfThreads) {
+  const int64_t R = 150, C = 64;  // 10 work items of 16 rows (the last one 6)
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<uint16_t> w(size_t(R * C));
+  for (auto& h : w) h = f32_to_bf16_rne(nd(rng));
+  WeightView view{reinterpret_cast<const uint8_t*>(w.data()), DType::BF16, R, C};
+  const NvKernels& k = nv_kernels(detect_isa());
+  bool finite = true;
+  LayerEncoding tpl;
+  absmax_encode(view, absmax_global_scale(weight_amax(view, 1, &finite), SourceRounding::kBF16), false, 1, k, tpl);
+  const SeedScales sc = seed_scales(tpl.scales.data(), tpl.scales.size(), tpl.global_scale, 2.0f);
+  const float g1 = seed_global_scale(sc.M);
+  LayerEncoding ref;
+  for (int threads : {1, 2, 3}) {
+    LayerEncoding out;
+    std::mutex mu;
+    std::vector<int> seen(size_t(R), 0);
+    // 3 work items per segment (C / 2 = 32 bytes per row): segments of 48 rows, the last one 6.
+    seed_encode(view, tpl.packed.data(), sc, tpl.global_scale, g1, false, threads, k, out,
+                [&](size_t r0, size_t r1) {
+                  std::lock_guard<std::mutex> lk(mu);
+                  EXPECT_EQ(r0 % 48, 0u);
+                  for (size_t r = r0; r < r1; ++r) ++seen[r];
+                },
+                48 * 32);
+    for (int64_t r = 0; r < R; ++r) ASSERT_EQ(seen[size_t(r)], 1) << "row " << r << " threads " << threads;
+    if (threads == 1) {
+      ref = std::move(out);
+      continue;
+    }
+    EXPECT_EQ(out.packed, ref.packed) << threads;
+    EXPECT_EQ(out.scales, ref.scales) << threads;
+    EXPECT_EQ(0, std::memcmp(&out.metrics.mse, &ref.metrics.mse, sizeof(double))) << threads;
+    EXPECT_EQ(0, std::memcmp(&out.baseline.mse, &ref.baseline.mse, sizeof(double))) << threads;
+    EXPECT_EQ(out.metrics.mean_entropy_bits, ref.metrics.mean_entropy_bits) << threads;
+    EXPECT_EQ(out.metrics.zero_fraction, ref.metrics.zero_fraction) << threads;
+    EXPECT_EQ(out.metrics.scale_ratio_std, ref.metrics.scale_ratio_std) << threads;
+  }
 }

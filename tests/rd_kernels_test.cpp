@@ -1,15 +1,18 @@
-// rd block kernels: the scalar and AVX-512 paths make identical decisions (bytes, codes, squared error)
-// on many random and edge-case blocks, λ values, tables and global scales; the single-block API agrees.
+// rd block kernels: the scalar, AVX2 and AVX-512 paths make identical decisions (bytes, codes, squared
+// error) on many random and edge-case blocks, λ values, tables and global scales; the single-block API agrees.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <vector>
 
 #include "common/cpu.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/rd.h"
+#include "nvfp4/rd_internal.h"
 #include "test_util.h"
 
 using namespace fp4z;
@@ -58,8 +61,8 @@ void make_block(int kind, std::mt19937& rng, float* w) {
 
 }  // namespace
 
-TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
-  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+// Every vector kernel against the scalar twin.
+static void expect_kernel_matches_scalar(RdBlocksKernel kernel) {
   std::mt19937 rng(2026);
   const float lambdas[] = {0.0f, 1e-12f, 1e-9f, 1e-7f, 3e-6f, 1e-4f, 1.0f, 1e6f};
   // Global scales: the job's usual one for amax ≈ 0.1, ones giving subnormal FP8 block scales, tiny
@@ -88,7 +91,7 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
           double sq_s = 0, sq_v = 0;
           const float* wtp = weighted ? wt.data() : nullptr;
           rd_choose_blocks_scalar(t, w.data(), wtp, kBlocks, codes_s.data(), bytes_s.data(), &sq_s);
-          rd_choose_blocks_avx512(t, w.data(), wtp, kBlocks, codes_v.data(), bytes_v.data(), &sq_v);
+          kernel(t, w.data(), wtp, kBlocks, codes_v.data(), bytes_v.data(), &sq_v);
           for (size_t b = 0; b < kBlocks; ++b) {
             ASSERT_EQ(bytes_s[b], bytes_v[b]) << "block " << b << " kind " << b % 10 << " gs " << gs << " lambda " << lam;
             for (int j = 0; j < 16; ++j) {
@@ -110,6 +113,119 @@ TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
         }
   }
   EXPECT_GT(compared, size_t(50000));
+}
+
+TEST(RdKernels, ScalarAndAvx512MakeIdenticalDecisions) {
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
+  expect_kernel_matches_scalar(rd_choose_blocks_avx512);
+}
+
+TEST(RdKernels, ScalarAndAvx2MakeIdenticalDecisions) {
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx2);
+  expect_kernel_matches_scalar(rd_choose_blocks_avx2);
+}
+
+namespace {
+
+// For the pruning tests: every byte b of rd_prepare's tables over random cost tables, λ from 0 to huge
+// and three global scales, with `skip(t, b)` saying whether the byte is one the kernels prune; for those,
+// `check(t, b, x, λ)` runs on x at each a-boundary of `bounds` (nextafter steps around bound·S) and on
+// random points with a = x·R in [0, 48). Expects both kinds of bytes to occur.
+template <typename Skip, typename Check>
+void for_each_pruned_byte(uint32_t seed, std::initializer_list<float> bounds, Skip skip, Check check) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  size_t pruned = 0, kept = 0;
+  for (int round = 0; round < 4; ++round) {
+    RdCostTables tables = random_tables(rng);
+    for (float lam : {0.0f, 1e-9f, 1e-7f, 3e-6f, 1e-4f, 1e6f})
+      for (float gs : {2688.0f / 0.4f, 1.0f, 1e-3f}) {
+        RdBlockParams p;
+        p.gs = gs;
+        p.lambda = lam;
+        p.costs = &tables;
+        const RdPrepared t = rd_prepare(p);
+        for (int b = 1; b <= 0x7E; ++b) {
+          if (!t.usable[b]) continue;
+          if (skip(t, b)) {
+            ++kept;
+            continue;
+          }
+          ++pruned;
+          for (float bound : bounds) {
+            float x = bound * t.S[b];
+            for (int k = 0; k < 8; ++k) x = std::nextafter(x, 0.0f);
+            for (int k = 0; k < 16; ++k, x = std::nextafter(x, INFINITY)) check(t, b, x, lam);
+          }
+          for (int k = 0; k < 64; ++k) check(t, b, t.S[b] * 48.0f * u(rng) * u(rng), lam);
+          if (::testing::Test::HasFatalFailure()) return;
+        }
+      }
+  }
+  EXPECT_GT(pruned, size_t(100));
+  EXPECT_GT(kept, size_t(100));
+}
+
+// lo (the number of nonzero magnitudes <= a) and the f32 cost of magnitude m, sign `neg` (rd.h's rule).
+int lo_of(float a) {
+  int lo = 0;
+  for (int m = 1; m < 8; ++m)
+    if (a >= kGrid[m]) lo = m;
+  return lo;
+}
+float code_cost(const RdPrepared& t, int b, float x, int m, bool neg) {
+  const float e = x - kGrid[m] * t.S[b];
+  return e * e + t.L[m == 0 ? 0 : (m | (neg ? 8 : 0))];
+}
+
+}  // namespace
+
+// The bound that lets the AVX2 kernel skip the lo − 1 candidate: wherever rd_prepare says a byte does
+// not need it, lo − 1 never costs strictly less than lo (f32 rule of rd.h, weight 1) for any x with
+// a = fl(x·R) in [0.5, kPruneMaxA). It prunes at small λ and keeps the candidate at huge λ.
+TEST(RdKernels, SkippedLowerCandidateNeverWins) {
+  size_t checked = 0;
+  for_each_pruned_byte(
+      11, {0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 47.9f}, [](const RdPrepared& t, int b) { return t.need_below[b] != 0; },
+      [&](const RdPrepared& t, int b, float x, float lam) {
+        const float a = x * t.R[b];
+        if (!(a >= 0.5f && a < rd_detail::kPruneMaxA)) return;
+        const int lo = lo_of(a);
+        for (bool neg : {false, true})
+          ASSERT_GE(code_cost(t, b, x, lo - 1, neg), code_cost(t, b, x, lo, neg)) << "b " << b << " x " << x << " λ " << lam;
+        ++checked;
+      });
+  EXPECT_GT(checked, size_t(100000));
+}
+
+// The AVX-512 kernel's pair tables: for every byte without need3 and every x with a = fl(x·R) < 48, the
+// lower of the two kept candidates' costs (looked up by the lo index and sign) is the lowest of all three
+// (f32 rule, weight 1).
+TEST(RdKernels, PairTablesKeepTheLowestCost) {
+  size_t checked = 0;
+  for_each_pruned_byte(
+      12, {0.0f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, 8.0f, 12.0f, 16.0f, 24.0f, 32.0f, 47.9f},
+      [](const RdPrepared& t, int b) { return t.need3[b] != 0; },
+      [&](const RdPrepared& t, int b, float x, float lam) {
+        const float a = x * t.R[b];
+        if (!(a >= 0.0f && a < rd_detail::kPruneMaxA)) return;
+        const int lo = lo_of(a);
+        uint32_t bits;
+        std::memcpy(&bits, &a, 4);
+        const int wq = std::clamp(int(bits >> 22) - 251, 0, 15);
+        for (bool neg : {false, true}) {
+          float lowest = INFINITY;
+          for (int m : {std::max(lo - 1, 0), lo, std::min(lo + 1, 7)}) lowest = std::min(lowest, code_cost(t, b, x, m, neg));
+          const int i = wq | (neg ? 16 : 0);
+          auto pair_cost = [&](int k) {
+            const float e = x - t.pairM[b][k][i];
+            return e * e + t.pairL[b][k][i];
+          };
+          ASSERT_EQ(std::min(pair_cost(0), pair_cost(1)), lowest) << "b " << b << " x " << x << " λ " << lam << " index " << i;
+        }
+        ++checked;
+      });
+  EXPECT_GT(checked, size_t(100000));
 }
 
 // Not a twin comparison: at λ = 0 with wt = 1 the chosen block's squared error is no worse than the

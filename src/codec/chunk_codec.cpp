@@ -55,8 +55,8 @@ uint32_t get_u32(const uint8_t* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 
-// Bytes of the fixed part of a rANS stream besides the table: mode + states.
-constexpr size_t kRansFixed = 1 + 4 * rans::kLanes;
+// Bytes of the fixed part of a rANS stream of `lanes` states besides the table: mode + states.
+constexpr size_t rans_fixed_bytes(int lanes) { return 1 + 4 * size_t(lanes); }
 
 // --- float byte planes -------------------------------------------------------------------------
 
@@ -108,7 +108,9 @@ std::string decode_stream_view(const uint8_t* data, size_t size, size_t* pos, ui
       std::memset(buf, data[*pos], n);
       *pos += 1;
       return "";
-    case StreamMode::kRans: {
+    case StreamMode::kRans:
+    case StreamMode::kRansWide: {
+      const int lanes = mode == StreamMode::kRansWide ? rans::kWideLanes : rans::kLanes;
       if (n == 0) return "rANS stream with no symbols";
       if (size - *pos < 32) return "rANS table truncated";
       const uint8_t* bitmap = data + *pos;
@@ -127,15 +129,16 @@ std::string decode_stream_view(const uint8_t* data, size_t size, size_t* pos, ui
       }
       if (sum != rans::kTotal) return "rANS frequencies do not sum to the total";
       t.finish_starts();
-      if (size - *pos < 4 * size_t(rans::kLanes)) return "rANS states truncated";
-      uint32_t states[rans::kLanes];
-      for (int l = 0; l < rans::kLanes; ++l) states[l] = get_u32(data + *pos + 4 * l);
-      *pos += 4 * rans::kLanes;
+      if (size - *pos < 4 * size_t(lanes)) return "rANS states truncated";
+      uint32_t states[rans::kMaxLanes];
+      for (int l = 0; l < lanes; ++l) states[l] = get_u32(data + *pos + 4 * l);
+      *pos += 4 * size_t(lanes);
       uint64_t n_words;
       if (!get_varint(data, size, pos, &n_words)) return "rANS word count truncated";
       if (n_words > (size - *pos) / 2) return "rANS words truncated";
       rans::build_decode_table(t, scratch.table);
-      if (!rans::decode(scratch.table, states, data + *pos, size_t(n_words), buf, n, scratch.kernels->decode_rounds))
+      if (!rans::decode(scratch.table, lanes, states, data + *pos, size_t(n_words), buf, n,
+                        scratch.kernels->decode_rounds))
         return "rANS stream inconsistent (corrupt data)";
       *pos += 2 * size_t(n_words);
       return "";
@@ -200,21 +203,23 @@ void encode_stream(const uint8_t* sym, size_t n, std::vector<uint8_t>& out, Code
   double bits = 0;
   for (int s = 0; s < 256; ++s)
     if (counts[s]) bits += double(counts[s]) * (rans::kScaleBits - std::log2(double(t.freq[s])));
-  size_t overhead = kRansFixed + table_bytes(t) + varint_size(n);
+  const bool wide = n >= kWideStreamSymbols;
+  const int lanes = wide ? rans::kWideLanes : rans::kLanes;
+  size_t overhead = rans_fixed_bytes(lanes) + table_bytes(t) + varint_size(n);
   if (double(overhead) + bits / 8 >= double(n)) return put_raw();
-  uint32_t states[rans::kLanes];
-  rans::encode(sym, n, t, states, scratch.words, scratch.kernels->encode_rounds);
+  uint32_t states[rans::kMaxLanes];
+  rans::encode(sym, n, t, lanes, states, scratch.words, scratch.kernels->encode_rounds);
   size_t n_words = scratch.words.size();
   size_t coded = overhead - varint_size(n) + varint_size(n_words) + 2 * n_words;
   if (coded >= n + 1) return put_raw();
-  out.push_back(uint8_t(StreamMode::kRans));
+  out.push_back(uint8_t(wide ? StreamMode::kRansWide : StreamMode::kRans));
   size_t bitmap_at = out.size();
   out.resize(out.size() + 32, 0);
   for (int s = 0; s < 256; ++s)
     if (t.freq[s]) out[bitmap_at + (s >> 3)] |= uint8_t(1u << (s & 7));
   for (int s = 0; s < 256; ++s)
     if (t.freq[s]) put_varint(out, t.freq[s] - 1);
-  for (int l = 0; l < rans::kLanes; ++l) put_u32(out, states[l]);
+  for (int l = 0; l < lanes; ++l) put_u32(out, states[l]);
   put_varint(out, n_words);
   // The words are stored little-endian, which is the host's order (x86-64): one copy.
   const uint8_t* wb = reinterpret_cast<const uint8_t*>(scratch.words.data());

@@ -31,8 +31,12 @@ const char* chunk_codec_name(ChunkCodec c);
 // Element size the chunk's raw size must be a multiple of (1 for byte codecs).
 unsigned chunk_codec_element_size(ChunkCodec c);
 
-// Entropy stream modes inside kBytes / kSplit* payloads.
-enum class StreamMode : uint8_t { kRaw = 0, kConst = 1, kRans = 2 };
+// Entropy stream modes inside kBytes / kSplit* payloads. kRansWide (format 1.1) is kRans with
+// rans::kWideLanes states instead of rans::kLanes; the encoder uses it for streams of at least
+// kWideStreamSymbols symbols, where its 128 extra state bytes cost < 0.4% (< 0.03% in a 1 MiB
+// chunk) and its decoder runs twice as many independent state chains (~1.4x faster, AVX-512).
+enum class StreamMode : uint8_t { kRaw = 0, kConst = 1, kRans = 2, kRansWide = 3 };
+constexpr size_t kWideStreamSymbols = size_t(64) << 10;
 
 // The codec's SIMD kernels for one ISA level: one table per level, chosen once from the CPU features
 // (as nvfp4's NvKernels). Every table gives identical bytes.

@@ -443,6 +443,26 @@ ContainerIndex parse_container(const uint8_t* data, size_t size, const std::stri
   return idx;
 }
 
+const uint8_t* decode_container_chunk_view(const uint8_t* data, size_t size, const ContainerIndex& idx, size_t k,
+                                           uint8_t* buf, CodecScratch& scratch, const std::string& label,
+                                           bool verify) {
+  const ChunkEntry& c = idx.chunks[k];
+  const uint8_t* payload = data + c.offset;  // in range: checked by parse_container
+  if (c.codec == ChunkCodec::kRaw) {
+    // The payload is the decoded chunk: one hash checks both checksums, in the order of §6.
+    const uint64_t h = verify ? scratch.kernels->hash(payload, size_t(c.payload_size)) : 0;
+    if (verify && h != c.payload_hash)
+      fail_input(label + ": " + chunk_label(idx, k) + ": payload checksum mismatch (corrupt data)");
+    if (c.payload_size != c.raw_size)
+      fail_input(label + ": " + chunk_label(idx, k) + ": raw payload size differs from the chunk size");
+    if (verify && h != c.raw_hash)
+      fail_input(label + ": " + chunk_label(idx, k) + ": decoded data checksum mismatch");
+    return payload;
+  }
+  decode_container_chunk(data, size, idx, k, buf, scratch, label, verify);
+  return buf;
+}
+
 void decode_container_chunk(const uint8_t* data, size_t size, const ContainerIndex& idx, size_t k, uint8_t* out,
                             CodecScratch& scratch, const std::string& label, bool verify) {
   const ChunkEntry& c = idx.chunks[k];
@@ -511,8 +531,9 @@ void decompress_to_dir(const Container& c, const std::string& out_dir, int threa
           size_t ci = size_t(f.first_chunk + b0 + k);
           const ChunkEntry& ch = idx.chunks[ci];
           buf.resize(size_t(ch.raw_size));
-          decode_container_chunk(c.map.data, c.map.size, idx, ci, buf.data(), scratch, c.path());
-          pwrite_all(fd, buf.data(), buf.size(), ch.file_offset, target);
+          const uint8_t* bytes = decode_container_chunk_view(c.map.data, c.map.size, idx, ci, buf.data(), scratch,
+                                                             c.path());
+          pwrite_all(fd, bytes, size_t(ch.raw_size), ch.file_offset, target);
           progress.advance(1, ch.raw_size, f.path);
         }
       });
@@ -537,7 +558,7 @@ void verify_container(const Container& c, int threads) {
       thread_local std::vector<uint8_t> buf;
       for (size_t k = b0 + b; k < b0 + e; ++k) {
         buf.resize(size_t(idx.chunks[k].raw_size));
-        decode_container_chunk(c.map.data, c.map.size, idx, k, buf.data(), scratch, c.path());
+        decode_container_chunk_view(c.map.data, c.map.size, idx, k, buf.data(), scratch, c.path());
       }
     });
     uint64_t lo = UINT64_MAX, hi = 0;
@@ -585,9 +606,10 @@ void extract_tensor(const Container& c, const std::string& name, const std::stri
     for (size_t i = b; i < e; ++i) {
       const ChunkEntry& ch = idx.chunks[wanted[i]];
       buf.resize(size_t(ch.raw_size));
-      decode_container_chunk(c.map.data, c.map.size, idx, wanted[i], buf.data(), scratch, c.path());
+      const uint8_t* bytes =
+          decode_container_chunk_view(c.map.data, c.map.size, idx, wanted[i], buf.data(), scratch, c.path());
       uint64_t lo = std::max(ch.file_offset, t.offset), hi = std::min(ch.file_offset + ch.raw_size, t.offset + t.size);
-      pwrite_all(fd, buf.data() + (lo - ch.file_offset), size_t(hi - lo), lo - t.offset, out_file);
+      pwrite_all(fd, bytes + (lo - ch.file_offset), size_t(hi - lo), lo - t.offset, out_file);
     }
   });
   staged.commit();

@@ -15,7 +15,7 @@ namespace fp4z::codec {
 
 constexpr uint8_t kMagic[8] = {0x89, 'F', 'P', '4', 'Z', '\r', '\n', 0x1A};
 constexpr uint16_t kVersionMajor = 1;
-constexpr uint16_t kVersionMinor = 0;
+constexpr uint16_t kVersionMinor = 1;
 constexpr size_t kHeaderSize = 16;
 constexpr size_t kTrailerSize = 40;
 constexpr uint64_t kMaxChunkRaw = uint64_t(64) << 20;  // decoders refuse larger chunks
@@ -74,6 +74,12 @@ ContainerIndex parse_container(const uint8_t* data, size_t size, const std::stri
 // verify, both checksums are checked. Throws Error (exit 2) naming the chunk on any fault.
 void decode_container_chunk(const uint8_t* data, size_t size, const ContainerIndex& idx, size_t k, uint8_t* out,
                             CodecScratch& scratch, const std::string& label, bool verify = true);
+// Same, but returns where the decoded bytes are: buf (chunks[k].raw_size bytes), or for a raw chunk
+// the payload inside data itself, which is then neither copied nor hashed twice (its two checksums
+// are of the same bytes).
+const uint8_t* decode_container_chunk_view(const uint8_t* data, size_t size, const ContainerIndex& idx, size_t k,
+                                           uint8_t* buf, CodecScratch& scratch, const std::string& label,
+                                           bool verify = true);
 
 struct CompressOptions {
   int threads = 0;

@@ -1,4 +1,4 @@
-// Static, table-based byte rANS coder with 32 interleaved states (header-only; ryg_rans "word" variant).
+// Static, table-based byte rANS coder with 32 or 64 interleaved states (header-only; ryg_rans "word" variant).
 //
 // Model: a byte alphabet (256 symbols) with frequencies normalised to a total of 2^kScaleBits.
 // State: 32-bit x, kept in [kLower, 2^32) between symbols; renormalisation moves 16-bit words.
@@ -12,14 +12,16 @@
 //  I3  decoder: x' = freq * (x >> kScaleBits) + (x & mask) - start. For x in [kLower, 2^32) this
 //      is in [16, 2^32) (no overflow: freq*(q+1) <= 2^12 * 2^20); if x' < kLower exactly one word
 //      is shifted in, which lands x back in [2^20, 2^32).
-//  I4  lane i % kLanes codes symbol i. The encoder runs backwards over the symbols and its
-//      word list is reversed, so the decoder reads words in the order it needs them.
+//  I4  with L lanes (kLanes = 32: stream mode 2; kWideLanes = 64: mode 3, whose twice as many
+//      independent state chains let the SIMD decoder hide the gather latency), lane i % L codes
+//      symbol i. The encoder runs backwards over the symbols and its word list is reversed, so the
+//      decoder reads words in the order it needs them.
 //  I5  every state starts at kLower in the encoder; hence after a correct decode every lane is back
 //      at exactly kLower and every word has been consumed. The decoder checks both: this catches
 //      most corruption even without the checksums.
 //  I6  the decoder never reads outside [words, words + n_words): the fast loop runs only while
-//      kLanes words remain; the tail checks each read.
-//  I7  a decoder may run any number of whole rounds (kLanes symbols, lanes in order 0..kLanes-1)
+//      L words remain; the tail checks each read.
+//  I7  a decoder may run any number of whole rounds (L symbols, lanes in order 0..L-1)
 //      with a faster kernel (SIMD, src/codec/rans_avx512.cpp) and finish with decode_tail(): the
 //      words a round consumes are, in order, those of the lanes that renormalise, in lane order.
 #pragma once
@@ -36,7 +38,10 @@ constexpr int kScaleBits = 12;
 constexpr uint32_t kTotal = 1u << kScaleBits;
 constexpr uint32_t kMask = kTotal - 1;
 constexpr uint32_t kLower = 1u << 16;
-constexpr int kLanes = 32;
+constexpr int kLanes = 32;      // lanes of a format-1.0 rANS stream (mode 2)
+constexpr int kWideLanes = 64;  // lanes of a wide rANS stream (mode 3, format 1.1)
+constexpr int kMaxLanes = kWideLanes;
+constexpr bool valid_lanes(int lanes) { return lanes == kLanes || lanes == kWideLanes; }
 
 // Normalised frequencies of the 256 byte symbols (0 = symbol absent), summing to kTotal.
 struct FreqTable {
@@ -129,7 +134,7 @@ inline void normalize(const uint64_t counts[256], FreqTable& t) {
 }
 
 // Upper bound of the coded size in bytes of n symbols (words + a few spare), for buffer sizing.
-inline size_t max_words(size_t n) { return n + kLanes + 16; }
+inline size_t max_words(size_t n) { return n + kMaxLanes + 16; }
 
 // Encoder symbol table: per symbol its frequency and start (absent symbols get freq 1, never used),
 // and 1/freq as a double rounded up, so that floor(x * rcp) == x / freq exactly for every 32-bit x:
@@ -160,44 +165,51 @@ inline void encode_put(const EncodeTable& e, uint32_t& xs, uint8_t s, uint16_t*&
   xs = ((xs / f) << kScaleBits) + (xs % f) + e.start[s];
 }
 
-// Scalar whole rounds, backwards: codes the rounds sym[r*kLanes .. r*kLanes + kLanes) for
-// r = n_rounds-1 down to 0, lanes kLanes-1 down to 0, writing words below *pp (moved down).
-inline void encode_rounds_scalar(const EncodeTable& e, const uint8_t* sym, size_t n_rounds, uint32_t x[kLanes],
-                                 uint16_t** pp) {
+// Scalar whole rounds, backwards: codes the rounds sym[r*L .. r*L + L) for r = n_rounds-1 down
+// to 0, lanes L-1 down to 0, writing words below *pp (moved down).
+template <int L>
+void encode_rounds_scalar_lanes(const EncodeTable& e, const uint8_t* sym, size_t n_rounds, uint32_t* x, uint16_t** pp) {
   uint16_t* p = *pp;
   for (size_t r = n_rounds; r-- > 0;) {
-    const uint8_t* g = sym + r * kLanes;
-    for (int l = kLanes - 1; l >= 0; --l) encode_put(e, x[l], g[l], p);
+    const uint8_t* g = sym + r * L;
+    for (int l = L - 1; l >= 0; --l) encode_put(e, x[l], g[l], p);
   }
   *pp = p;
 }
+inline void encode_rounds_scalar(const EncodeTable& e, int lanes, const uint8_t* sym, size_t n_rounds, uint32_t* x,
+                                 uint16_t** pp) {
+  if (lanes == kWideLanes) encode_rounds_scalar_lanes<kWideLanes>(e, sym, n_rounds, x, pp);
+  else encode_rounds_scalar_lanes<kLanes>(e, sym, n_rounds, x, pp);
+}
 
-// Signature of a whole-round encode kernel (scalar above, SIMD elsewhere); all give identical words.
-using EncodeRoundsFn = void (*)(const EncodeTable&, const uint8_t*, size_t, uint32_t*, uint16_t**);
+// Signature of a whole-round encode kernel (scalar above, SIMD elsewhere) for `lanes` (valid_lanes)
+// states; all give identical words.
+using EncodeRoundsFn = void (*)(const EncodeTable&, int lanes, const uint8_t*, size_t, uint32_t*, uint16_t**);
 
-// Encodes sym[0..n) with table t. Writes the final states to states[] and the 16-bit words, in
-// decoder order, to words (resized). The table must give every symbol of sym a non-zero freq.
-inline void encode(const uint8_t* sym, size_t n, const FreqTable& t, uint32_t states[kLanes],
+// Encodes sym[0..n) with table t in `lanes` (valid_lanes) states. Writes the final states to
+// states[0..lanes) and the 16-bit words, in decoder order, to words (resized). The table must give
+// every symbol of sym a non-zero freq.
+inline void encode(const uint8_t* sym, size_t n, const FreqTable& t, int lanes, uint32_t* states,
                    std::vector<uint16_t>& words, EncodeRoundsFn rounds = encode_rounds_scalar) {
   words.resize(max_words(n));
   // Words are written backwards from the end of the buffer, then moved to the front (I4).
   uint16_t* end = words.data() + words.size();
   uint16_t* p = end;
-  uint32_t x[kLanes];
-  for (int l = 0; l < kLanes; ++l) x[l] = kLower;
+  uint32_t x[kMaxLanes];
+  for (int l = 0; l < lanes; ++l) x[l] = kLower;
   EncodeTable e;
   build_encode_table(t, e);
   size_t i = n;
-  // Tail first (symbols beyond the last full group of kLanes), then whole groups backwards.
-  while (i % kLanes) {
+  // Tail first (symbols beyond the last full group of lanes), then whole groups backwards.
+  while (i % size_t(lanes)) {
     --i;
-    encode_put(e, x[i % kLanes], sym[i], p);
+    encode_put(e, x[i % size_t(lanes)], sym[i], p);
   }
-  rounds(e, sym, i / kLanes, x, &p);
+  rounds(e, lanes, sym, i / size_t(lanes), x, &p);
   size_t used = size_t(end - p);
   std::memmove(words.data(), p, used * sizeof(uint16_t));
   words.resize(used);
-  for (int l = 0; l < kLanes; ++l) states[l] = x[l];
+  for (int l = 0; l < lanes; ++l) states[l] = x[l];
 }
 
 // Decoder table: one 32-bit entry per slot: symbol (bits 0-7), slot - start (bits 8-19),
@@ -217,16 +229,17 @@ inline void build_decode_table(const FreqTable& t, DecodeTable& d) {
 // Reads a little-endian 16-bit word.
 inline uint32_t load_word(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; }
 
-// Scalar whole rounds: decodes while a full round of symbols and kLanes words remain. Returns the
-// number of symbols decoded; x and *pp are advanced.
-inline size_t decode_rounds_scalar(const DecodeTable& d, uint32_t x[kLanes], const uint8_t** pp, const uint8_t* end,
-                                   uint8_t* out, size_t n) {
+// Scalar whole rounds of L lanes: decodes while a full round of symbols and L words remain.
+// Returns the number of symbols decoded; x and *pp are advanced.
+template <int L>
+size_t decode_rounds_scalar_lanes(const DecodeTable& d, uint32_t* x, const uint8_t** pp, const uint8_t* end,
+                                  uint8_t* out, size_t n) {
   const uint8_t* p = *pp;
   size_t i = 0;
-  // A round reads at most kLanes words (I3), so no bounds checks inside.
-  while (i + kLanes <= n && size_t(end - p) >= 2 * size_t(kLanes)) {
+  // A round reads at most L words (I3), so no bounds checks inside.
+  while (i + L <= n && size_t(end - p) >= 2 * size_t(L)) {
 #pragma GCC unroll 32
-    for (int l = 0; l < kLanes; ++l) {
+    for (int l = 0; l < L; ++l) {
       uint32_t e = d.slot[x[l] & kMask];
       out[i + l] = uint8_t(e);
       uint32_t v = (e >> 20) * (x[l] >> kScaleBits) + ((e >> 8) & kMask);
@@ -236,17 +249,22 @@ inline size_t decode_rounds_scalar(const DecodeTable& d, uint32_t x[kLanes], con
       x[l] = (v << (need << 4)) | (w & (0u - need));
       p += need << 1;
     }
-    i += kLanes;
+    i += L;
   }
   *pp = p;
   return i;
 }
+inline size_t decode_rounds_scalar(const DecodeTable& d, int lanes, uint32_t* x, const uint8_t** pp,
+                                   const uint8_t* end, uint8_t* out, size_t n) {
+  return lanes == kWideLanes ? decode_rounds_scalar_lanes<kWideLanes>(d, x, pp, end, out, n)
+                             : decode_rounds_scalar_lanes<kLanes>(d, x, pp, end, out, n);
+}
 
-// Finishes a decode from symbol i (a multiple of kLanes) with bounds-checked reads, then checks I5.
-inline bool decode_tail(const DecodeTable& d, uint32_t x[kLanes], const uint8_t* p, const uint8_t* end, uint8_t* out,
-                        size_t i, size_t n) {
+// Finishes a decode from symbol i (a multiple of lanes) with bounds-checked reads, then checks I5.
+inline bool decode_tail(const DecodeTable& d, int lanes, uint32_t* x, const uint8_t* p, const uint8_t* end,
+                        uint8_t* out, size_t i, size_t n) {
   for (; i < n; ++i) {
-    uint32_t& xs = x[i % kLanes];
+    uint32_t& xs = x[i % size_t(lanes)];
     uint32_t e = d.slot[xs & kMask];
     out[i] = uint8_t(e);
     uint32_t v = (e >> 20) * (xs >> kScaleBits) + ((e >> 8) & kMask);
@@ -258,28 +276,32 @@ inline bool decode_tail(const DecodeTable& d, uint32_t x[kLanes], const uint8_t*
     xs = v;
   }
   if (p != end) return false;
-  for (int l = 0; l < kLanes; ++l)
+  for (int l = 0; l < lanes; ++l)
     if (x[l] != kLower) return false;
   return true;
 }
 
-// Signature of a whole-round kernel (scalar above, SIMD ones elsewhere); all give identical results.
-using DecodeRoundsFn = size_t (*)(const DecodeTable&, uint32_t*, const uint8_t**, const uint8_t*, uint8_t*, size_t);
+// Signature of a whole-round kernel (scalar above, SIMD ones elsewhere) for `lanes` (valid_lanes)
+// states; all give identical results.
+using DecodeRoundsFn = size_t (*)(const DecodeTable&, int lanes, uint32_t*, const uint8_t**, const uint8_t*, uint8_t*,
+                                  size_t);
 
 // Decodes n symbols into out. words points at n_words little-endian 16-bit words. Returns false
 // if the stream is inconsistent (a read past the words, states not back at kLower, words left
 // over, or a state out of range at the start). Never reads or writes out of bounds (I6).
-inline bool decode(const DecodeTable& d, const uint32_t states_in[kLanes], const uint8_t* words, size_t n_words,
+// states_in holds `lanes` (valid_lanes) states.
+inline bool decode(const DecodeTable& d, int lanes, const uint32_t* states_in, const uint8_t* words, size_t n_words,
                    uint8_t* out, size_t n, DecodeRoundsFn rounds = decode_rounds_scalar) {
-  uint32_t x[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
+  if (!valid_lanes(lanes)) return false;
+  uint32_t x[kMaxLanes];
+  for (int l = 0; l < lanes; ++l) {
     if (states_in[l] < kLower) return false;
     x[l] = states_in[l];
   }
   const uint8_t* p = words;
   const uint8_t* const end = words + 2 * n_words;
-  size_t i = rounds(d, x, &p, end, out, n);
-  return decode_tail(d, x, p, end, out, i, n);
+  size_t i = rounds(d, lanes, x, &p, end, out, n);
+  return decode_tail(d, lanes, x, p, end, out, i, n);
 }
 
 }  // namespace fp4z::rans

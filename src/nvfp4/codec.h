@@ -79,8 +79,23 @@ inline uint8_t e4m3_encode_rne(float x) {
 }
 
 // Packs codes (one per byte, values 0..15) two per byte, even index in the low nibble.
+// Eight codes at a time within a 64-bit word: each even byte takes its odd neighbour as high nibble,
+// then the even bytes are gathered (little-endian words; the rd pass packs every row with it).
 inline void pack_nibbles(const uint8_t* codes, size_t n, uint8_t* out) {
-  for (size_t j = 0; j + 1 < n; j += 2) out[j / 2] = uint8_t(codes[j] | (codes[j + 1] << 4));
+  auto pack8 = [](uint64_t x) {
+    x = (x | (x >> 4)) & 0x00FF00FF00FF00FFull;
+    x = (x | (x >> 8)) & 0x0000FFFF0000FFFFull;
+    return (x | (x >> 16)) & 0xFFFFFFFFull;
+  };
+  size_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    uint64_t a, b;
+    std::memcpy(&a, codes + j, 8);
+    std::memcpy(&b, codes + j + 8, 8);
+    const uint64_t r = pack8(a) | (pack8(b) << 32);
+    std::memcpy(out + j / 2, &r, 8);
+  }
+  for (; j + 1 < n; j += 2) out[j / 2] = uint8_t(codes[j] | (codes[j + 1] << 4));
   if (n & 1) out[n / 2] = codes[n - 1];
 }
 inline void unpack_nibbles(const uint8_t* packed, size_t n, uint8_t* codes) {

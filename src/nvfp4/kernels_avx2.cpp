@@ -121,10 +121,15 @@ void code_stats_avx2(const uint8_t* packed, size_t cols, const float* S, const f
   st->add(local);
 }
 
+void seed_row_avx2(const void* w, bool bf16, size_t cols, const uint8_t* tscale, const uint8_t* tpacked,
+                   const SeedCodeTables& t, bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  seed_row_via(quantize_row_avx2, code_stats_avx2, w, bf16, cols, tscale, tpacked, t, canonical_zero, packed, sq_new, sq_base);
+}
+
 }  // namespace
 
 // Block scales are 1/16 of the work; the AVX2 table reuses the portable implementation.
 const NvKernels kNvKernelsAvx2 = {Isa::kAvx2, quantize_row_avx2, code_stats_avx2, absmax_scales_row_portable,
-                                  seed_scales_portable};
+                                  seed_scales_portable, seed_row_avx2};
 
 }  // namespace fp4z

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "nvfp4/codec.h"
 #include "nvfp4/kernels.h"
@@ -171,9 +172,73 @@ void seed_scales_avx512(const float* D, const float* S0, size_t n, float g1, uin
   }
 }
 
+// Seed steps 9-13 of one row in one pass and without a division: the magnitude index of fl(|w| / S1)
+// is the number of the block's cut-offs |w| reaches (e2m1_cutoffs); the cut-offs are nondecreasing
+// (reaching one means reaching those below), so three comparisons find it by bisection. The
+// template's codes are measured against the same loaded weights. Port 5 (shuffles, comparisons
+// into masks) is this loop's limit, so the code avoids shuffles where a load or a blend can do.
+template <bool kBf16>
+void seed_row_avx512_t(const void* w, size_t cols, const uint8_t* tscale, const uint8_t* tpacked, const SeedCodeTables& t,
+                       bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 table = _mm512_loadu_ps(kE2M1Value);
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), four = _mm512_set1_epi32(4),
+                eight = _mm512_set1_epi32(8);
+  const __m512i nibble_shift = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  const int sign_cut = canonical_zero ? 1 : 0;  // canonical zero: negative only when the index is >= 1
+  __m512d acc_new = _mm512_setzero_pd(), acc_base = _mm512_setzero_pd();
+  for (size_t b = 0; b < cols / 16; ++b) {
+    const uint8_t tc = tscale[b];
+    const float* cut = t.cut[tc];
+    __m512 wv;
+    if constexpr (kBf16) {
+      __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + 16 * b));
+      wv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    } else {
+      wv = _mm512_loadu_ps(static_cast<const float*>(w) + 16 * b);
+    }
+    const __m512 a = _mm512_and_ps(wv, abs_mask);
+    const __mmask16 m4 = _mm512_cmp_ps_mask(a, _mm512_set1_ps(cut[4]), _CMP_GE_OQ);
+    const __mmask16 m2 = _mm512_cmp_ps_mask(a, _mm512_mask_blend_ps(m4, _mm512_set1_ps(cut[2]), _mm512_set1_ps(cut[6])), _CMP_GE_OQ);
+    const __m512 c13 = _mm512_mask_blend_ps(m2, _mm512_set1_ps(cut[1]), _mm512_set1_ps(cut[3]));
+    const __m512 c57 = _mm512_mask_blend_ps(m2, _mm512_set1_ps(cut[5]), _mm512_set1_ps(cut[7]));
+    const __mmask16 m1 = _mm512_cmp_ps_mask(a, _mm512_mask_blend_ps(m4, c13, c57), _CMP_GE_OQ);
+    __m512i idx = _mm512_maskz_mov_epi32(m4, four);
+    idx = _mm512_mask_add_epi32(idx, m2, idx, two);
+    idx = _mm512_mask_add_epi32(idx, m1, idx, one);
+    __mmask16 neg = _mm512_movepi32_mask(_mm512_castps_si512(wv)) & _mm512_cmp_ps_mask(a, _mm512_set1_ps(cut[sign_cut]), _CMP_GE_OQ);
+    const __m512i code = _mm512_mask_or_epi32(idx, neg, idx, eight);
+    // Pack: the odd lane's code moves next to the even one's within each 64-bit lane, one byte each.
+    const __m512i pair = _mm512_or_si512(code, _mm512_srli_epi64(code, 28));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(packed + 8 * b), _mm512_cvtepi64_epi8(pair));
+    // Template codes: each half of the 8 bytes broadcast to 8 lanes, shifted to its nibble (the
+    // permutation reads only the low 4 bits of an index).
+    uint32_t lo, hi;
+    std::memcpy(&lo, tpacked + 8 * b, 4);
+    std::memcpy(&hi, tpacked + 8 * b + 4, 4);
+    const __m512i tcode = _mm512_srlv_epi32(_mm512_mask_set1_epi32(_mm512_set1_epi32(int(lo)), 0xFF00, int(hi)), nibble_shift);
+    __m512 d = _mm512_sub_ps(_mm512_mul_ps(_mm512_permutexvar_ps(code, table), _mm512_set1_ps(t.S1[tc])), wv);
+    __m512 d0 = _mm512_sub_ps(_mm512_mul_ps(_mm512_permutexvar_ps(tcode, table), _mm512_set1_ps(t.S0[tc])), wv);
+    // Through memory: halves converted from memory need no extraction shuffle.
+    alignas(64) float sq[32];
+    _mm512_store_ps(sq, _mm512_mul_ps(d, d));
+    _mm512_store_ps(sq + 16, _mm512_mul_ps(d0, d0));
+    acc_new = _mm512_add_pd(acc_new, _mm512_add_pd(_mm512_cvtps_pd(_mm256_load_ps(sq)), _mm512_cvtps_pd(_mm256_load_ps(sq + 8))));
+    acc_base = _mm512_add_pd(acc_base, _mm512_add_pd(_mm512_cvtps_pd(_mm256_load_ps(sq + 16)), _mm512_cvtps_pd(_mm256_load_ps(sq + 24))));
+  }
+  *sq_new = lanes_total(acc_new);
+  *sq_base = lanes_total(acc_base);
+}
+
+void seed_row_avx512(const void* w, bool bf16, size_t cols, const uint8_t* tscale, const uint8_t* tpacked,
+                     const SeedCodeTables& t, bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  if (bf16) seed_row_avx512_t<true>(w, cols, tscale, tpacked, t, canonical_zero, packed, sq_new, sq_base);
+  else seed_row_avx512_t<false>(w, cols, tscale, tpacked, t, canonical_zero, packed, sq_new, sq_base);
+}
+
 }  // namespace
 
 const NvKernels kNvKernelsAvx512 = {Isa::kAvx512, quantize_row_avx512, code_stats_avx512, absmax_scales_row_avx512,
-                                    seed_scales_avx512};
+                                    seed_scales_avx512, seed_row_avx512};
 
 }  // namespace fp4z

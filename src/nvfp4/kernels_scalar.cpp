@@ -4,6 +4,9 @@
 #include "nvfp4/scales.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
 
 namespace fp4z {
 
@@ -88,8 +91,88 @@ void seed_scales_portable(const float* D, const float* S0, size_t n, float g1, u
   }
 }
 
+void seed_row_via(QuantizeRowFn quantize_row, CodeStatsFn code_stats, const void* w, bool bf16, size_t cols,
+                  const uint8_t* tscale, const uint8_t* tpacked, const SeedCodeTables& t, bool canonical_zero,
+                  uint8_t* packed, double* sq_new, double* sq_base) {
+  thread_local std::vector<float> row, S1, S0;
+  const size_t nb = cols / 16;
+  row.resize(cols);
+  S1.resize(nb);
+  S0.resize(nb);
+  const float* wf = static_cast<const float*>(w);
+  if (bf16) {
+    const uint16_t* h = static_cast<const uint16_t*>(w);
+    for (size_t i = 0; i < cols; ++i) {
+      uint32_t bits = uint32_t(h[i]) << 16;
+      std::memcpy(&row[i], &bits, 4);
+    }
+    wf = row.data();
+  }
+  for (size_t b = 0; b < nb; ++b) {
+    S1[b] = t.S1[tscale[b]];
+    S0[b] = t.S0[tscale[b]];
+  }
+  RowStats st_new, st_base;
+  quantize_row(wf, cols, S1.data(), canonical_zero, packed, &st_new);
+  code_stats(tpacked, cols, S0.data(), wf, &st_base);
+  *sq_new = st_new.sq_err;
+  *sq_base = st_base.sq_err;
+}
+
+void e2m1_cutoffs(float S, float cut[8]) {
+  // Bisection over the bit patterns of [0, +inf] (ordered like the values) with the real division,
+  // so every rounding and special case (S = 0: a / 0 = inf; S = inf or NaN: never) is the
+  // quantizer's own.
+  auto passes = [&](uint32_t bits, int k) {
+    float a;
+    std::memcpy(&a, &bits, 4);
+    float x = a / S;
+    return k == 0 ? x > 0.0f : e2m1_magnitude_index(x) >= k;
+  };
+  for (int k = 0; k < 8; ++k) {
+    uint32_t lo = 0, hi = 0x7F800000u;  // the answer is in [lo, hi] if hi passes
+    if (!passes(hi, k)) {
+      cut[k] = std::nanf("");
+      continue;
+    }
+    while (lo < hi) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      if (passes(mid, k)) hi = mid;
+      else lo = mid + 1;
+    }
+    std::memcpy(&cut[k], &lo, 4);
+  }
+}
+
+void fill_seed_code_tables(const float S0_of[256], const float D_of[256], const bool* present, float g1, SeedCodeTables& t) {
+  for (int c = 0; c < 256; ++c) {
+    float S1 = 0, ratio = 0;
+    if (present && !present[c]) {
+      t.S0[c] = t.S1[c] = t.ratio[c] = 0;
+      t.s8[c] = 0;
+      for (float& x : t.cut[c]) x = std::nanf("");
+      continue;
+    }
+    t.S0[c] = S0_of[c];
+    seed_scales_portable(&D_of[c], &S0_of[c], 1, g1, &t.s8[c], &S1, &ratio);
+    t.S1[c] = S1;
+    t.ratio[c] = ratio;
+    e2m1_cutoffs(S1, t.cut[c]);
+  }
+}
+
+namespace {
+
+void seed_row_scalar(const void* w, bool bf16, size_t cols, const uint8_t* tscale, const uint8_t* tpacked,
+                     const SeedCodeTables& t, bool canonical_zero, uint8_t* packed, double* sq_new, double* sq_base) {
+  seed_row_via(quantize_row_scalar, code_stats_scalar, w, bf16, cols, tscale, tpacked, t, canonical_zero, packed, sq_new,
+               sq_base);
+}
+
+}  // namespace
+
 const NvKernels kNvKernelsScalar = {Isa::kScalar, quantize_row_scalar, code_stats_scalar, absmax_scales_row_portable,
-                                    seed_scales_portable};
+                                    seed_scales_portable, seed_row_scalar};
 
 const NvKernels& nv_kernels(Isa isa) {
   if (isa == Isa::kAvx512) return kNvKernelsAvx512;

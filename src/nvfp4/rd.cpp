@@ -30,9 +30,19 @@ double entropy_bits(const uint64_t* counts, int n, uint64_t* total_out) {
 }  // namespace
 
 void Nvfp4Histogram::add_packed(const uint8_t* packed, size_t nbytes) {
-  for (size_t i = 0; i < nbytes; ++i) {
-    ++code[packed[i] & 0xF];
-    ++code[packed[i] >> 4];
+  // Byte counts first (one increment per two codes, two interleaved tables against store-to-load
+  // stalls on runs of equal bytes), then split into the two nibbles.
+  uint64_t bytes[2][256] = {};
+  size_t i = 0;
+  for (; i + 1 < nbytes; i += 2) {
+    ++bytes[0][packed[i]];
+    ++bytes[1][packed[i + 1]];
+  }
+  if (i < nbytes) ++bytes[0][packed[i]];
+  for (int v = 0; v < 256; ++v) {
+    const uint64_t n = bytes[0][v] + bytes[1][v];
+    code[v & 0xF] += n;
+    code[v >> 4] += n;
   }
   code[0] += code[8];  // −0 is written as +0
   code[8] = 0;
@@ -153,6 +163,85 @@ uint8_t rd_choose_code(float w, float S, float wt, float lambda, const float* co
   return code;
 }
 
+namespace {
+
+// Whether, for byte b, weight 1 and a weight x whose a = fl(x·R) is below kPruneMaxA, the lo − 1
+// candidate can cost strictly less than lo (false: it never can, so a kernel may leave it out).
+// For lo ≥ 1, x ≥ xlo = mag_lo·S·(1 − 1e-6) (a >= mag_lo; R and a carry one rounding each) and
+// x < xhi = mag_(lo+1)·S·(1 + 1e-6) (48 for lo = 7). With M1 < M0 the two candidates' fl values, the real
+// difference of squares (x − M1)² − (x − M0)² = (M0 − M1)(2x − M0 − M1) grows with x; the f32 squares
+// differ from the real ones by at most 4u (u = 2⁻²⁴) of their size plus an underflow of 2⁻¹⁴⁹, and
+// adding L is monotone. So if (M0 − M1)(2·xlo − M0 − M1) exceeds L0 − L1 by a slack of 1e-5 of every
+// size involved (far above those roundings), then fl(fl(e1²) + L1) >= fl(fl(e0²) + L0) for every such x.
+// Scales outside [1e-30, 1e15] (underflow, overflow of the squares) always need the candidate.
+bool lo_minus_one_may_win(const RdPrepared& t, int b) {
+  const double S = t.S[b];
+  if (!(S >= 1e-30 && S <= 1e15)) return true;
+  for (int sign = 0; sign <= 8; sign += 8)
+    for (int lo = 1; lo <= 7; ++lo) {
+      const double M0 = t.magS[b][lo], M1 = t.magS[b][lo - 1];
+      const double L0 = t.L16[lo | sign], L1 = t.L16[(lo - 1) | sign];
+      const double xlo = double(kMagnitude[lo]) * S * (1 - 1e-6);
+      const double xhi = (lo < 7 ? double(kMagnitude[lo + 1]) : double(rd_detail::kPruneMaxA)) * S * (1 + 1e-6);
+      const double d = (M0 - M1) * (2 * xlo - M0 - M1);
+      const double size = (xhi - M1) * (xhi - M1) + (xhi - M0) * (xhi - M0) + (xlo - M0) * (xlo - M0) + std::fabs(L0) + std::fabs(L1);
+      if (!(M0 > M1) || !(d - 1e-5 * size - 1e-36 >= L0 - L1)) return true;
+    }
+  return false;
+}
+
+// Whether candidate code r never costs strictly less than code q (f32 rule, weight 1) for any x in
+// [x0, x1]: the real difference (x − M_r)² − (x − M_q)² + L_r − L_q = (M_q − M_r)(2x − M_q − M_r) + L_r − L_q
+// is linear in x, so it is checked at both ends, against the same slack as lo_minus_one_may_win.
+bool never_cheaper(const RdPrepared& t, int b, int r, int q, double x0, double x1) {
+  if (r == q) return true;  // the same code: equal costs
+  const double Mr = t.magS[b][r], Mq = t.magS[b][q], Lr = t.L16[r], Lq = t.L16[q];
+  for (double x : {x0, x1}) {
+    const double size = (x - Mr) * (x - Mr) + (x - Mq) * (x - Mq) + std::fabs(Lr) + std::fabs(Lq);
+    if (!((Mq - Mr) * (2 * x - Mq - Mr) + Lr - Lq - 1e-5 * size - 1e-36 >= 0)) return false;
+  }
+  return true;
+}
+
+// The pair tables of byte b (see RdPrepared::pairM); false if some index needs all three candidates.
+bool prepare_pairs(RdPrepared& t, int b) {
+  const double S = t.S[b];
+  bool all_pairs = S >= 1e-30 && S <= 1e15;
+  for (int i = 0; i < 32; ++i) {
+    const int wq = i & 15;
+    int c[3];
+    for (int k = 0; k < 3; ++k) c[k] = rd_detail::kCandidate[k][i];
+    int keep0 = 1, keep1 = 2;  // lo and lo + 1 unless shown otherwise; entries for a >= 48 are never used
+    if (wq <= 13 && all_pairs) {
+      // a's interval for this index: [0, 0.5) for 0, else half an octave [A, A·(1 + 1/(2 + mb))).
+      const int v = wq + 251, e = (v >> 1) - 127, mb = v & 1;
+      const double A = wq == 0 ? 0.0 : std::ldexp(1.0 + 0.5 * mb, e), B = wq == 0 ? 0.5 : A + std::ldexp(0.5, e);
+      const double x0 = A * S * (1 - 1e-6), x1 = B * S * (1 + 1e-6);
+      auto dropped = [&](int r) {
+        for (int q = 0; q < 3; ++q)
+          if (q != r && never_cheaper(t, b, c[r], c[q], x0, x1)) return true;
+        return false;
+      };
+      if (dropped(0)) {
+        keep0 = 1, keep1 = 2;
+      } else if (dropped(2)) {
+        keep0 = 0, keep1 = 1;
+      } else if (dropped(1)) {
+        keep0 = 0, keep1 = 2;
+      } else {
+        all_pairs = false;
+      }
+    }
+    t.pairM[b][0][i] = t.magS[b][c[keep0]];
+    t.pairL[b][0][i] = t.L16[c[keep0]];
+    t.pairM[b][1][i] = t.magS[b][c[keep1]];
+    t.pairL[b][1][i] = t.L16[c[keep1]];
+  }
+  return all_pairs;
+}
+
+}  // namespace
+
 RdPrepared rd_prepare(const RdBlockParams& p) {
   RdPrepared t;
   const RdCostTables& c = *p.costs;
@@ -167,6 +256,19 @@ RdPrepared rd_prepare(const RdBlockParams& p) {
     t.R[b] = 1.0f / t.S[b];
     t.Ls[b] = p.lambda * c.scale[b];
     t.usable[b] = b >= 1 && b <= 0x7E && t.S[b] > 0.0f && std::isfinite(t.S[b]) && std::isfinite(t.R[b]);
+  }
+  for (int k = 0; k < 3; ++k) {
+    for (int i = 0; i < 32; ++i) t.Lc[k][i] = t.L16[rd_detail::kCandidate[k][i]];
+    for (int b = 0; b < 128; ++b)
+      for (int i = 0; i < 16; ++i) t.magSc[b][k][i] = t.magS[b][rd_detail::kCandidate[k][i]];
+  }
+  t.need_prefix[0] = t.usable_prefix[0] = t.need3_prefix[0] = 0;
+  for (int b = 0; b < 128; ++b) {
+    t.need_below[b] = t.usable[b] && lo_minus_one_may_win(t, b);
+    t.need_prefix[b + 1] = uint16_t(t.need_prefix[b] + t.need_below[b]);
+    t.need3[b] = !prepare_pairs(t, b) && t.usable[b];
+    t.need3_prefix[b + 1] = uint16_t(t.need3_prefix[b] + t.need3[b]);
+    t.usable_prefix[b + 1] = uint16_t(t.usable_prefix[b] + t.usable[b]);
   }
   t.zero_byte = 1;
   for (int b = 2; b <= 0x7E; ++b)
@@ -204,10 +306,10 @@ const RdPrepared& prepared_for(const RdBlockParams& p) {
 }  // namespace
 
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S) {
-  static const bool avx512 = rd_blocks_use_avx512();
-  if (avx512) {
+  static const RdBlocksKernel kernel = rd_blocks_kernel();
+  if (kernel != rd_choose_blocks_scalar) {
     uint8_t own[16], byte;
-    rd_choose_blocks_avx512(prepared_for(p), w, wt, 1, codes ? codes : own, &byte, nullptr);
+    kernel(prepared_for(p), w, wt, 1, codes ? codes : own, &byte, nullptr);
     *S = e4m3_decode(byte) / p.gs;
     return byte;
   }
@@ -250,13 +352,17 @@ void rd_choose_blocks_scalar(const RdPrepared& t, const float* w, const float* w
 
 bool rd_blocks_use_avx512() { return cpu_features().has(CpuFeature::kAvx512); }
 
+RdBlocksKernel rd_blocks_kernel() {
+  const CpuFeatures& f = cpu_features();
+  if (f.has(CpuFeature::kAvx512)) return rd_choose_blocks_avx512;
+  if (f.has(CpuFeature::kAvx2)) return rd_choose_blocks_avx2;
+  return rd_choose_blocks_scalar;
+}
+
 void rd_choose_blocks(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes, uint8_t* scales,
                       double* sq_err) {
-  static const bool avx512 = rd_blocks_use_avx512();
-  if (avx512)
-    rd_choose_blocks_avx512(t, w, wt, nblocks, codes, scales, sq_err);
-  else
-    rd_choose_blocks_scalar(t, w, wt, nblocks, codes, scales, sq_err);
+  static const RdBlocksKernel kernel = rd_blocks_kernel();
+  kernel(t, w, wt, nblocks, codes, scales, sq_err);
 }
 
 }  // namespace fp4z

@@ -56,6 +56,24 @@ struct RdPrepared {
   // | 8 for w < 0, so that a negative weight's zero costs code 0).
   alignas(64) float magS[128][16];
   alignas(64) float L16[16];
+  // The same by the lo index w' of the vector kernels (rd_internal.h): magSc[b][c][w'] = magS[b] of
+  // candidate c's magnitude (c = 0, 1, 2: lo − 1, lo, lo + 1), Lc[c][w' | 16 for w < 0] = its L16.
+  alignas(64) float magSc[128][3][16];
+  alignas(64) float Lc[3][32];
+  // need_below[b]: whether, for byte b, weight 1 and a < kPruneMaxA, the lo − 1 candidate can ever cost
+  // strictly less than lo (an exact bound, rd_prepare; where it cannot, the AVX2 kernel skips it: the
+  // lowest cost, hence every total, is the same). need_prefix[b] = number of usable bytes below b that need it.
+  uint8_t need_below[128];
+  uint16_t need_prefix[129];
+  uint16_t usable_prefix[129];  // number of usable bytes below b
+  // Finer, per lo index i = w' | 16·(w < 0) (w' <= 13, i.e. a < 48): two of the three candidates whose
+  // lower cost is the lowest of all three for every weight with that index (the third provably never
+  // costs strictly less than one of them; rd_prepare), as magS and L tables for permutes: pairM[b][k][i],
+  // pairL[b][k][i], k = 0, 1. need3[b]: some index of byte b needs all three; need3_prefix as need_prefix.
+  alignas(64) float pairM[128][2][32];
+  alignas(64) float pairL[128][2][32];
+  uint8_t need3[128];
+  uint16_t need3_prefix[129];
   uint8_t zero_byte = 1;
   float gs = 1;
   int below = 3, above = 12;
@@ -70,7 +88,7 @@ RdPrepared rd_prepare(const RdBlockParams& p);
 // takes the cheapest byte (zero_byte) and codes 0; no usable candidate gives b0 and codes 0. Writes
 // the codes (0..15, never 8) when codes != nullptr and the divisor S to *S. wt may be null (= 1); its
 // entries must be finite and > 0 (0·∞ would make a cost NaN, which the rule leaves undefined).
-// Uses the AVX-512 kernel when the CPU has it (with tables prepared once per thread and parameter set).
+// Uses a vector kernel when the CPU has one (with tables prepared once per thread and parameter set).
 uint8_t rd_choose_block(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
 uint8_t rd_choose_block_scalar(const float* w, const float* wt, const RdBlockParams& p, uint8_t* codes, float* S);
 
@@ -78,14 +96,20 @@ uint8_t rd_choose_block_scalar(const float* w, const float* wt, const RdBlockPar
 // bytes to scales[], codes to codes[] and, when sq_err != nullptr, adds the blocks' squared error
 // Σ (double(fl(value·S)) − double(w))² (per block the same pairwise tree, in double; blocks in order).
 // rd_choose_blocks uses the best kernel the CPU has (cpu_features(), FP4Z_ISA); the others are
-// for tests and benchmarks, all giving identical results. The _avx512 one needs CpuFeature::kAvx512.
+// for tests and benchmarks, all giving identical results. The _avx512 one needs CpuFeature::kAvx512,
+// the _avx2 one CpuFeature::kAvx2.
 void rd_choose_blocks(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes, uint8_t* scales,
                       double* sq_err);
 void rd_choose_blocks_scalar(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
                              uint8_t* scales, double* sq_err);
 void rd_choose_blocks_avx512(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
                              uint8_t* scales, double* sq_err);
+void rd_choose_blocks_avx2(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes,
+                           uint8_t* scales, double* sq_err);
 // Whether rd_choose_blocks runs the AVX-512 kernel on this CPU.
 bool rd_blocks_use_avx512();
+// The kernel rd_choose_blocks and rd_choose_block run on this CPU (cpu_features(), FP4Z_ISA).
+using RdBlocksKernel = void (*)(const RdPrepared&, const float*, const float*, size_t, uint8_t*, uint8_t*, double*);
+RdBlocksKernel rd_blocks_kernel();
 
 }  // namespace fp4z

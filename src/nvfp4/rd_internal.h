@@ -10,6 +10,21 @@ namespace fp4z::rd_detail {
 
 inline constexpr float kMagnitude[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
 
+// The vector kernels find lo (the number of nonzero magnitudes <= a) from a's bits: the lo index
+// w' = clamp(2·exponent(a) + first mantissa bit − 251, 0, 15) (0 below 0.5, then one per half-octave:
+// 1 and 2 on [0.5, 1), 3 on [1, 1.5), ..., 8 on [6, 8), 15 from 64 on), plus 16 for w < 0.
+// kCandidate[c][w'] is the code index (magnitude | 8 for w < 0) of candidate c = 0 (lo − 1), 1 (lo),
+// 2 (lo + 1), clipped to 0..7.
+alignas(64) inline constexpr int32_t kCandidate[3][32] = {
+    {0, 0, 0, 1, 2, 3, 4, 5, 6, 6, 6, 6, 6, 6, 6, 6, 8, 8, 8, 9, 10, 11, 12, 13, 14, 14, 14, 14, 14, 14, 14, 14},
+    {0, 1, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+    {1, 2, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 9, 10, 10, 11, 12, 13, 14, 15, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+// A block may skip the lo − 1 candidate when its weights are unweighted (wt = 1), no byte in its
+// candidate range needs it (RdPrepared::need_below) and a = fl(amax·R) of its smallest candidate is
+// below this bound (so that every lane's a is, and the bound of rd_prepare holds).
+inline constexpr float kPruneMaxA = 48.0f;
+
 // The absmax byte b0 of a block with absmax amax > 0.
 inline int absmax_byte(float amax, float gs) {
   return std::max<int>(1, e4m3_encode_rne(std::min(amax / 6.0f * gs, 448.0f)));

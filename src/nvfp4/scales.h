@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace fp4z {
 
@@ -35,5 +36,24 @@ EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n);
 EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads);
 // H_chunk of one chunk: mean of the even-offset and odd-offset byte entropies.
 double chunk_even_odd_entropy(const uint8_t* p, size_t len);
+
+// The same proxy from byte counts gathered piece by piece while a tensor is produced, so that no
+// second pass reads it: per 32 KiB chunk, the counts of its even-offset and odd-offset bytes.
+class EntropyProxyCounts {
+ public:
+  static constexpr size_t kChunk = 32768;
+  explicit EntropyProxyCounts(size_t nbytes);
+  // Counts bytes [offset, offset + len) of the tensor; `p` points at byte `offset`. Calls for
+  // disjoint ranges may run at the same time on different threads.
+  void add(const uint8_t* p, size_t offset, size_t len);
+  // Once every byte was added: the proxy, identical to entropy_proxy_parallel of the same bytes.
+  EntropyProxy proxy(int threads) const;
+  // Once every byte was added: the count of each 4-bit code over both nibbles (count_codes).
+  void code_counts(uint64_t hist[16]) const;
+
+ private:
+  size_t n_;
+  std::vector<uint32_t> counts_;  // [chunk][parity][byte value]
+};
 
 }  // namespace fp4z

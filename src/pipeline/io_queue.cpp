@@ -38,6 +38,17 @@ void IoQueue::write(const std::string& name, std::vector<uint8_t>&& bytes) {
   push(std::move(j));
 }
 
+void IoQueue::write_part(const std::string& name, uint64_t at, const uint8_t* p, uint64_t n) {
+  Job j{Kind::kWritePart, name, {}, nullptr, at, n};
+  j.part = p;
+  push(std::move(j));
+}
+
+void IoQueue::complete(const std::string& name, std::vector<uint8_t>&& buffer) {
+  Job j{Kind::kComplete, name, std::move(buffer)};
+  push(std::move(j));
+}
+
 void IoQueue::copy(const std::string& name, const InputFile& in, uint64_t offset) {
   Job j{Kind::kCopy, name, {}, &in, offset};
   push(std::move(j));
@@ -80,6 +91,8 @@ void IoQueue::run() {
     try {
       switch (job.kind) {
         case Kind::kWrite: writer_.write(job.name, job.bytes.data(), job.bytes.size()); break;
+        case Kind::kWritePart: writer_.write_part(job.name, job.offset, job.part, job.len); break;
+        case Kind::kComplete: writer_.mark_written(job.name); break;
         case Kind::kCopy: writer_.copy_from(job.name, *job.in, job.offset); break;
         case Kind::kPrefetch: prefetch_input(*job.in, job.offset, job.len); break;
         case Kind::kCall: job.task(); break;

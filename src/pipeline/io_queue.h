@@ -32,6 +32,13 @@ class IoQueue {
 
   // Writes the whole tensor `name` from `bytes` (its size must match the tensor's).
   void write(const std::string& name, std::vector<uint8_t>&& bytes);
+  // Writes bytes [at, at + n) of tensor `name` from `p`, which must stay valid and unchanged until a
+  // later complete() of the same tensor has run (the queue is in order): a layer's output is written
+  // piece by piece while the rest of it is still being encoded.
+  void write_part(const std::string& name, uint64_t at, const uint8_t* p, uint64_t n);
+  // Marks tensor `name` as written (all its parts queued before) and takes `buffer`, the memory the
+  // parts were written from, to recycle it through spare() once they are done.
+  void complete(const std::string& name, std::vector<uint8_t>&& buffer);
   // Copies the whole tensor `name` from `in` at `offset` (CheckpointWriter::copy_from).
   void copy(const std::string& name, const InputFile& in, uint64_t offset);
   // Starts reading [offset, offset + len) of `in` into the page cache (prefetch_input).
@@ -44,7 +51,7 @@ class IoQueue {
   void finish();
 
  private:
-  enum class Kind { kWrite, kCopy, kPrefetch, kCall };
+  enum class Kind { kWrite, kWritePart, kComplete, kCopy, kPrefetch, kCall };
   struct Job {
     Kind kind;
     std::string name;
@@ -52,6 +59,7 @@ class IoQueue {
     const InputFile* in = nullptr;
     uint64_t offset = 0, len = 0;
     std::function<void()> task;
+    const uint8_t* part = nullptr;  // kWritePart: not owned
   };
   void push(Job&& job);
   void run();

@@ -2,8 +2,11 @@
 #include "pipeline/layer_quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <thread>
 
 #include "common/huge_pages.h"
 #include "common/parallel.h"
@@ -47,29 +50,28 @@ void finish_metrics(LayerMetrics& m, const RowStats& st, uint64_t numel, const E
   m.small_code_fraction = numel ? double(float(double(st.small) / double(numel))) : 0.0;
 }
 
-// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)), r(i) giving the i-th. Eight
-// interleaved double accumulators keep the adds independent (a single chain is latency-bound on
-// million-block layers); the loops run over whole groups of eight so that they vectorise, in the
-// same order of additions (lane i % 8 gets the i-th value).
-template <class Ratio>
-void ratio_stats(size_t n, Ratio r, LayerMetrics& m) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) acc[k] += double(r(i + k));
-  for (; i < n; ++i) acc[i & 7] += double(r(i));
-  double mean = n ? (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / double(n) : 0;
-  double sq[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (i = 0; i + 8 <= n; i += 8)
-    for (size_t k = 0; k < 8; ++k) {
-      double d = double(r(i + k)) - mean;
-      sq[k] += d * d;
-    }
-  for (; i < n; ++i) {
-    double d = double(r(i)) - mean;
-    sq[i & 7] += d * d;
+// Mean and unbiased std of per-block ratios r = fl(S / max(S0, 1e-12)), where block i's ratio is
+// ratio_of[codes[i]]. Eight interleaved double accumulators keep the adds independent (a single
+// chain is latency-bound on million-block layers): lane i % 8 gets the i-th value, in order. The
+// values added depend on the code only, so they are tabulated per code: double(r) for the mean,
+// (double(r) - mean)^2 for the variance, the same roundings as computing them block by block.
+void ratio_stats(const uint8_t* codes, size_t n, const float ratio_of[256], LayerMetrics& m) {
+  double value[256], square[256];
+  for (int c = 0; c < 256; ++c) value[c] = double(ratio_of[c]);
+  auto lane_sums = [&](const double* of) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (size_t k = 0; k < 8; ++k) acc[k] += of[codes[i + k]];
+    for (; i < n; ++i) acc[i & 7] += of[codes[i]];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  };
+  double mean = n ? lane_sums(value) / double(n) : 0;
+  for (int c = 0; c < 256; ++c) {
+    double d = value[c] - mean;
+    square[c] = d * d;
   }
-  double ss = ((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7]));
+  double ss = lane_sums(square);
   m.scale_ratio_mean = double(float(mean));
   m.scale_ratio_std = n > 1 ? double(float(std::sqrt(ss / double(n - 1)))) : std::nan("");
 }
@@ -113,6 +115,7 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
   out.scales.resize(R * nb);
   out.global_scale = gs;
   ChunkedStats cs(R);
+  EntropyProxyCounts counts(R * C / 2);  // taken from each work item's bytes while they are in cache
   parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
     std::vector<float> row(C), S(nb);
     RowStats st;
@@ -122,8 +125,9 @@ void absmax_encode(const WeightView& w, float gs, bool canonical_zero, int threa
       k.quantize_row(row.data(), C, S.data(), canonical_zero, out.packed.data() + i * C / 2, &st);
     }
     cs.chunks[b / kRowGrain] = st;
+    counts.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
   });
-  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
+  finish_metrics(out.metrics, cs.total(), uint64_t(R) * C, counts.proxy(threads));
   out.metrics.global_scale = gs;
 }
 
@@ -138,8 +142,8 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
     sc.S0_of[c] = f / g_t;               // step 1 (true division)
     sc.D_of[c] = sc.S0_of[c] * alpha;    // step 2
   }
-  uint8_t present[256] = {};
-  for (size_t i = 0; i < nblocks; ++i) present[tpl_scale[i]] = 1;
+  bool* present = sc.present;
+  for (size_t i = 0; i < nblocks; ++i) present[tpl_scale[i]] = true;
   // Step 3: the maximum over the blocks is the maximum over the codes present (std::max ignores NaN
   // the same way in either order, and M starts at +0 so signed zeros cannot differ).
   bool any_bad = false;
@@ -155,46 +159,93 @@ SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, floa
 }
 
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
-                 int threads, const NvKernels& k, LayerEncoding& out) {
-  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16;
+                 int threads, const NvKernels& k, LayerEncoding& out, const std::function<void(size_t r0, size_t r1)>& rows_done, size_t segment_bytes) {
+  const size_t R = size_t(w.rows), C = size_t(w.cols), nb = C / 16, es = dtype_size(w.dtype);
   reserve_huge(out.scales, R * nb);
-  reserve_huge(out.block_ratio, R * nb);
   reserve_huge(out.packed, R * C / 2);
-  out.scales.resize(R * nb);
-  out.block_ratio.resize(R * nb);
-  std::vector<float>& ratio = out.block_ratio;
+  out.scales.resize(R * nb);  // every byte is written below
+  out.packed.resize(R * C / 2);
   out.global_scale = g1;
-  out.packed.resize(R * C / 2);  // every byte is written below
+  // Steps 6-8 and the quantizer's cut-offs, once per template scale code present.
+  auto tab = std::make_unique<SeedCodeTables>();
+  fill_seed_code_tables(sc.S0_of, sc.D_of, sc.present, g1, *tab);
+  // The block-ratio statistics need only the template's scale codes: one more thread computes them
+  // meanwhile (a serial pass over every block otherwise, after the parallel encoding).
+  LayerMetrics ratio_new, ratio_base;
+  std::jthread ratios([&] {
+    ratio_stats(sc.codes, sc.nblocks, tab->ratio, ratio_new);
+    // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
+    float base_of[256];
+    for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
+    ratio_stats(sc.codes, sc.nblocks, base_of, ratio_base);
+  });
+  // The entropy proxies' counts are taken from each work item's bytes while they are in cache.
+  EntropyProxyCounts counts_new(R * C / 2), counts_base(R * C / 2);
   ChunkedStats cs_new(R), cs_base(R);
-  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
-    const size_t n = (e - b) * nb;
-    std::vector<float> row(C), S0(n), D(n), S1(n);
-    for (size_t j = 0; j < n; ++j) {
-      const uint8_t code = sc.codes[b * nb + j];
-      S0[j] = sc.S0_of[code];
-      D[j] = sc.D_of[code];
-    }
+  const bool direct = w.dtype == DType::BF16 || w.dtype == DType::F32;  // the kernel reads these as stored
+  auto encode_rows = [&](size_t b, size_t e) {
+    std::vector<float> row(direct ? 0 : C);
     RowStats st_new, st_base;
-    // Steps 6-8 and the block ratios of this work item's rows.
-    k.seed_scales(D.data(), S0.data(), n, g1, out.scales.data() + b * nb, S1.data(), ratio.data() + b * nb);
     for (size_t i = b; i < e; ++i) {
-      load_row(w, i, row.data());
-      k.quantize_row(row.data(), C, S1.data() + (i - b) * nb, canonical_zero, out.packed.data() + i * C / 2, &st_new);  // 9-12
-      k.code_stats(tpl_packed + i * C / 2, C, S0.data() + (i - b) * nb, row.data(), &st_base);                       // 13
+      const uint8_t* tscale = sc.codes + i * nb;
+      uint8_t* s8 = out.scales.data() + i * nb;
+      for (size_t j = 0; j < nb; ++j) s8[j] = tab->s8[tscale[j]];  // steps 6-7
+      const void* src = w.data + i * C * es;
+      if (!direct) {
+        load_row(w, i, row.data());
+        src = row.data();
+      }
+      double sq_new = 0, sq_base = 0;
+      k.seed_row(src, w.dtype == DType::BF16, C, tscale, tpl_packed + i * C / 2, *tab, canonical_zero,
+                 out.packed.data() + i * C / 2, &sq_new, &sq_base);  // steps 9-13
+      st_new.sq_err += sq_new;
+      st_base.sq_err += sq_base;
     }
     cs_new.chunks[b / kRowGrain] = st_new;
     cs_base.chunks[b / kRowGrain] = st_base;
+    counts_new.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
+    counts_base.add(tpl_packed + b * C / 2, b * C / 2, (e - b) * C / 2);
+  };
+  // Segments are whole work items (multiples of kRowGrain rows); the worker that finishes a segment's
+  // last work item reports it, so segments are handed on without a barrier between them.
+  const size_t seg_rows = std::max<size_t>(1, segment_bytes / std::max<size_t>(1, C / 2) / kRowGrain) * kRowGrain;
+  const size_t nseg = (R + seg_rows - 1) / seg_rows;
+  std::unique_ptr<std::atomic<size_t>[]> items_left(new std::atomic<size_t>[nseg]);
+  for (size_t s = 0; s < nseg; ++s) {
+    const size_t rows = std::min(R, (s + 1) * seg_rows) - s * seg_rows;
+    items_left[s].store((rows + kRowGrain - 1) / kRowGrain);
+  }
+  parallel_for(R, threads, kRowGrain, [&](size_t b, size_t e) {
+    // One thread gets the whole range at once: it is still walked work item by work item.
+    for (size_t i0 = b; i0 < e; i0 += kRowGrain) {
+      encode_rows(i0, std::min(e, i0 + kRowGrain));
+      const size_t s = i0 / seg_rows;
+      if (items_left[s].fetch_sub(1, std::memory_order_acq_rel) == 1 && rows_done)
+        rows_done(s * seg_rows, std::min(R, (s + 1) * seg_rows));
+    }
   });
-  uint64_t numel = uint64_t(R) * C;
-  finish_metrics(out.baseline, cs_base.total(), numel, entropy_proxy_parallel(tpl_packed, out.packed.size(), threads));
-  finish_metrics(out.metrics, cs_new.total(), numel, entropy_proxy_parallel(out.packed.data(), out.packed.size(), threads));
+  const uint64_t numel = uint64_t(R) * C;
+  // Zero and small-code fractions from the code counts: codes 0/8 and |value| <= 1.
+  auto code_fractions = [](const EntropyProxyCounts& c, RowStats& st) {
+    uint64_t h[16] = {};
+    c.code_counts(h);
+    for (int v = 0; v < 16; ++v) {
+      if ((v & 7) == 0) st.zeros += h[v];
+      if ((v & 7) <= 2) st.small += h[v];
+    }
+  };
+  RowStats total_new = cs_new.total(), total_base = cs_base.total();
+  code_fractions(counts_new, total_new);
+  code_fractions(counts_base, total_base);
+  finish_metrics(out.baseline, total_base, numel, counts_base.proxy(threads));
+  finish_metrics(out.metrics, total_new, numel, counts_new.proxy(threads));
   out.baseline.global_scale = g_t;
   out.metrics.global_scale = g1;
-  ratio_stats(ratio.size(), [&](size_t i) { return ratio[i]; }, out.metrics);
-  // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
-  float base_of[256];
-  for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
-  ratio_stats(sc.nblocks, [&](size_t i) { return base_of[sc.codes[i]]; }, out.baseline);
+  ratios.join();
+  out.metrics.scale_ratio_mean = ratio_new.scale_ratio_mean;
+  out.metrics.scale_ratio_std = ratio_new.scale_ratio_std;
+  out.baseline.scale_ratio_mean = ratio_base.scale_ratio_mean;
+  out.baseline.scale_ratio_std = ratio_base.scale_ratio_std;
 }
 
 }  // namespace fp4z

@@ -1,6 +1,7 @@
 // One Linear layer's NVFP4 encoding (absmax or seed) with its report metrics, parallel over rows.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "format/dtype.h"
@@ -29,9 +30,6 @@ struct LayerEncoding {
   float global_scale = 1;
   LayerMetrics metrics;   // of the new encoding
   LayerMetrics baseline;  // seed: of the template's encoding
-  // Seed: the per-block scale ratios of the new encoding; kept here so that reusing one
-  // LayerEncoding across layers avoids re-faulting fresh pages for every layer.
-  std::vector<float> block_ratio;
 };
 
 // Largest |w|; sets *finite = false if any weight is NaN/Inf.
@@ -53,13 +51,20 @@ struct SeedScales {
   size_t nblocks = 0;
   float S0_of[256] = {};  // per code: template effective scale (step 1)
   float D_of[256] = {};   // per code: desired (inflated) scale (step 2)
+  bool present[256] = {};  // which codes occur
   float M = 0;             // max of D over the blocks
   int64_t bad_block = -1;  // first block with a negative/NaN template scale, or -1
 };
 SeedScales seed_scales(const uint8_t* tpl_scale, size_t nblocks, float g_t, float alpha);
 
 // Seed steps 6-13 with global scale g1 (per tensor, or per fused group), plus both metric blocks.
+// Rows are encoded in segments of about kSeedSegmentBytes of packed output; once a segment is
+// complete, rows_done(r0, r1) (if set) is called, on whichever worker thread completed it (segments
+// may complete out of order; calls may overlap), with out.packed/out.scales of rows [r0, r1) final:
+// they may be written out while later rows are encoded (the buffers are not reallocated).
+constexpr size_t kSeedSegmentBytes = 2u << 20;
 void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScales& sc, float g_t, float g1, bool canonical_zero,
-                 int threads, const NvKernels& k, LayerEncoding& out);
+                 int threads, const NvKernels& k, LayerEncoding& out,
+                 const std::function<void(size_t r0, size_t r1)>& rows_done = {}, size_t segment_bytes = kSeedSegmentBytes);
 
 }  // namespace fp4z

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -223,7 +224,6 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
 
   ShardInputs input(*src);
   IoQueue io(writer);
-  io.call([&] { copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"}); });
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto emit = [&](const std::string& m) {
     io.write(m + (modelopt ? ".weight" : ".weight_packed"), std::move(enc.packed));
@@ -290,6 +290,8 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     }
   };
   if (!group_order.empty()) for (const auto& m : groups[group_order[0]]) prefetch(m);
+  // After the first group's read-ahead: a cold run waits on that, not on the tokenizer copy.
+  io.call([&] { copy_other_files(*src, out, {"config.json", "hf_quant_config.json", "fp4z_rd_report.json"}); });
 
   for (const auto& n : rd ? rd->write_order(src->names) : src->names) {
     const TensorRef& r = src->get(n);
@@ -372,6 +374,7 @@ struct SeedLayer {
   float g_t;
   float M = 0;
   float g1 = 1;
+  std::shared_ptr<SeedScales> scales;  // steps 1-3 from the planning pass (per code: kept, not redone)
 };
 
 std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, const QuantizeOptions& o) {
@@ -415,6 +418,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
       fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(check.bad_block));
     release_tensor(*sc);
     L.M = check.M;
+    L.scales = std::make_shared<SeedScales>(check);
     if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
   }
@@ -515,9 +519,8 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
 
   json jl = json::array();
   ShardInputs src_in(*src), tpl_in(*tpl);
+  LayerEncoding enc;  // reused across layers (buffers keep their pages); outlives io, which writes from it
   IoQueue io(writer);
-  io.call([&] { copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"}); });
-  LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto prefetch = [&](const ShardInputs& in, const TensorRef& r) {
     io.prefetch(in.file_of(r), ShardInputs::offset_of(r), r.info->nbytes());
   };
@@ -527,17 +530,30 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     prefetch(tpl_in, *L.scale);
   };
   if (!layers.empty()) prefetch_layer(layers[0]);
+  // After the first layer's read-ahead: a cold run waits on that, not on the tokenizer copy.
+  io.call([&] { copy_other_files(*tpl, out, {"nvfp4_scale_inflation_from_full_precision_export.json"}); });
   for (size_t li = 0; li < layers.size(); ++li) {
     SeedLayer& L = layers[li];
     if (li + 1 < layers.size()) prefetch_layer(layers[li + 1]);
     const size_t R = size_t(L.R), C = size_t(L.C);
-    SeedScales sc = seed_scales(L.scale->data(), R * size_t(L.C / 16), L.g_t, o.alpha);
-    seed_encode(view_of(*L.w), L.packed->data(), sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc);
-    release_tensor(*L.w);
-    release_tensor(*L.packed);
-    release_tensor(*L.scale);
-    io.write(L.prefix + ".weight_packed", std::move(enc.packed));
-    io.write(L.prefix + ".weight_scale", std::move(enc.scales));
+    const SeedScales& sc = *L.scales;
+    const std::string packed_name = L.prefix + ".weight_packed", scale_name = L.prefix + ".weight_scale";
+    // Each finished segment of rows goes to the file (and the disk) while the next is encoded.
+    seed_encode(view_of(*L.w), L.packed->data(), sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc, [&](size_t r0, size_t r1) {
+      io.write_part(packed_name, r0 * C / 2, enc.packed.data() + r0 * C / 2, (r1 - r0) * C / 2);
+      io.write_part(scale_name, r0 * (C / 16), enc.scales.data() + r0 * (C / 16), (r1 - r0) * (C / 16));
+    });
+    // The last layer's input pages are released (unmapped) on the I/O thread, off the critical path
+    // to the final fsync; earlier layers' right here, so that at most one layer's stay resident.
+    auto release_inputs = [&L] {
+      release_tensor(*L.w);
+      release_tensor(*L.packed);
+      release_tensor(*L.scale);
+    };
+    if (li + 1 < layers.size()) release_inputs();
+    else io.call(release_inputs);
+    io.complete(packed_name, std::move(enc.packed));
+    io.complete(scale_name, std::move(enc.scales));
     enc.packed = io.spare();
     enc.scales = io.spare();
     std::vector<uint8_t> gbytes(L.gscale->info->nbytes());

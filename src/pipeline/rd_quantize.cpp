@@ -21,6 +21,7 @@
 #include "nvfp4/scales.h"
 #include "pipeline/dense_f32.h"
 #include "pipeline/fused_groups.h"
+#include "pipeline/rd_plain.h"
 #include "text/tokenizer.h"
 
 namespace fp4z {
@@ -447,9 +448,14 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
                                              threads_, pooled_tables_ ? &tables_ : nullptr));
       return;
     }
+    const TensorRef& ref = src_.get(m + ".weight");
+    if (!calibrated && pooled_tables_) {  // straight from the source rows: no whole-tensor f32 copy
+      done.emplace_back(m, rd_plain_layer(ref.data(), ref.info->dtype, t.shape[0], t.shape[1], gs_.at(m), lambda_ / sensitivity_.at(m),
+                                          threads_, tables_));
+      return;
+    }
     // One f32 buffer reused across tensors: a fresh 100 MB vector per tensor costs its page faults again.
     std::vector<float>& W = weight_buf_;
-    const TensorRef& ref = src_.get(m + ".weight");
     W.resize(size_t(ref.info->numel()));
     convert_to_f32(ref.data(), ref.info->dtype, W.size(), W.data());
     if (calibrated) release_tensor(ref);  // the f32 copy is what the layer work reads
