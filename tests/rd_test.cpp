@@ -260,6 +260,82 @@ TEST(RdRefine, InputCorrectionAndCodeRefinementMatchNumpyOracle) {
   }
 }
 
+// The f32 calibrated path at a size with several Cholesky and feedback blocks (K = 320): the input
+// correction's two product orders (W·D first for N <= K, D·Hd⁻¹ first for N > K) agree with a double
+// solve, and the layer's h_error (from the refinement's gradient) is Δwᵀ H Δw computed in double.
+TEST(RdRefine, CorrectionOrdersAndHErrorAgreeWithDoubleAtSeveralBlocks) {
+  const int64_t K = 320, T = 700, N = 400;  // N > K: the D·Hd⁻¹-first order for all rows
+  auto W = test_weights(N, K, 31);
+  std::mt19937 rng(9);
+  std::normal_distribution<double> nd;
+  std::vector<double> X(size_t(T * K)), Xq(size_t(T * K));
+  for (int64_t t = 0; t < T; ++t) {
+    const double common = nd(rng);
+    for (int64_t k = 0; k < K; ++k) {
+      X[size_t(t * K + k)] = nd(rng) + 0.5 * common;
+      Xq[size_t(t * K + k)] = X[size_t(t * K + k)] + 0.2 * nd(rng);
+    }
+  }
+  std::vector<double> H(size_t(K * K), 0.0), C(size_t(K * K), 0.0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < K; ++i) {
+      const double xi = Xq[size_t(t * K + i)], si = X[size_t(t * K + i)];
+      for (int64_t j = 0; j < K; ++j) {
+        H[size_t(i * K + j)] += xi * Xq[size_t(t * K + j)] / double(T);
+        C[size_t(i * K + j)] += si * Xq[size_t(t * K + j)] / double(T);
+      }
+    }
+  const double damp = 0.03;
+  const std::vector<float> all = rd_input_corrected_weight(W, N, K, C, H, damp, 2);
+  // Rows 0..7 alone take the W·D-first order (N = 8 <= K).
+  const std::vector<float> head(W.begin(), W.begin() + 8 * K);
+  const std::vector<float> few = rd_input_corrected_weight(head, 8, K, C, H, damp, 2);
+  // Double reference: target = W + W (C − H) Hd⁻¹ by Gaussian elimination on Hd (symmetric positive definite).
+  std::vector<double> Hd = H;
+  double mean = 0;
+  for (int64_t j = 0; j < K; ++j) mean += H[size_t(j * K + j)] / double(K);
+  for (int64_t j = 0; j < K; ++j) Hd[size_t(j * K + j)] += damp * mean;
+  double max_diff = 0, max_move = 0, amax = 0;
+  for (float v : W) amax = std::max(amax, double(std::fabs(v)));
+  for (int64_t r = 0; r < 8; ++r) {
+    std::vector<double> b(static_cast<size_t>(K), 0.0), A = Hd;
+    for (int64_t j = 0; j < K; ++j)
+      for (int64_t i = 0; i < K; ++i) b[size_t(j)] += double(W[size_t(r * K + i)]) * (C[size_t(i * K + j)] - H[size_t(i * K + j)]);
+    for (int64_t c = 0; c < K; ++c)  // solve A y = b (A symmetric: y = b A⁻¹ as a row)
+      for (int64_t i = c + 1; i < K; ++i) {
+        const double f = A[size_t(i * K + c)] / A[size_t(c * K + c)];
+        for (int64_t j = c; j < K; ++j) A[size_t(i * K + j)] -= f * A[size_t(c * K + j)];
+        b[size_t(i)] -= f * b[size_t(c)];
+      }
+    for (int64_t i = K - 1; i >= 0; --i) {
+      double v = b[size_t(i)];
+      for (int64_t j = i + 1; j < K; ++j) v -= A[size_t(i * K + j)] * b[size_t(j)];
+      b[size_t(i)] = v / A[size_t(i * K + i)];
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const double want = double(W[size_t(r * K + k)]) + b[size_t(k)];
+      max_diff = std::max({max_diff, std::fabs(all[size_t(r * K + k)] - want), std::fabs(few[size_t(r * K + k)] - want)});
+      max_move = std::max(max_move, std::fabs(want - W[size_t(r * K + k)]));
+    }
+  }
+  EXPECT_GT(max_move / amax, 1e-3) << "the correction should move the weight";
+  EXPECT_LT(max_diff / amax, 1e-5) << "f32 correction vs double solve";
+
+  RdCostTables tables = test_tables();
+  RdLayerResult res = rd_quantize_layer(all.data(), N, K, &H, 2688.0f / (0.15f * 4.0f), 1e-6, damp, 2, &tables, 2);
+  const std::vector<uint8_t> c = unpack_all(res.packed, size_t(N * K));
+  double h_err = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    std::vector<double> dw(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k)
+      dw[size_t(k)] = double(rd_dequant(c[size_t(r * K + k)], res.scales[size_t(r * K / 16 + k / 16)], 2688.0f / (0.15f * 4.0f))) -
+                      all[size_t(r * K + k)];
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < K; ++j) h_err += dw[size_t(i)] * H[size_t(i * K + j)] * dw[size_t(j)];
+  }
+  EXPECT_NEAR(res.h_error, h_err, 1e-4 * h_err);
+}
+
 TEST(RdRate, IdealBitsAreCodeEntropyPlusScaleEntropyOverSixteen) {
   Nvfp4Histogram h;
   // codes 0,1 and 8 (counted as 0): 3/4 zeros, 1/4 ones -> H = 0.811278 bits; two scale values equally often -> 1 bit / 16.

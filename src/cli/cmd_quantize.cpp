@@ -34,10 +34,10 @@ int cmd_quantize(int argc, char** argv) {
   auto* lambda_opt = app.add_option("--lambda", o.lambda, "rd: distortion per bit (KL per bit with calibration, weight^2 per bit without)");
   app.add_option("--target-bits", o.target_bits, "rd: ideal order-0 bits per weight to reach (bisection on lambda)");
   app.add_option("--calibration", o.calibration, "rd: text file run through the engine for H = E[x x^T] (needs a tokenizer)");
-  app.add_option("--calibration-seqs", o.calibration_seqs, "rd: calibration sequences (default 64)");
+  app.add_option("--calibration-seqs", o.calibration_seqs, "rd: calibration sequences (default: 64, fewer for big models, at least 4: see docs/quantize.md)");
   app.add_option("--calibration-ctx", o.calibration_ctx, "rd: tokens per calibration sequence (default 512)");
   app.add_option("--sensitivity-seqs", o.sensitivity_seqs, "rd: calibration sequences used to measure per-layer sensitivity (default 4)");
-  app.add_option("--rd-weighting", o.rd_weighting, "rd with calibration: sensitivity (default) or uniform");
+  app.add_option("--rd-weighting", o.rd_weighting, "rd with calibration: auto (default: sensitivity unless it costs too many model forwards), sensitivity or uniform");
   app.add_option("--rd-tables", o.rd_tables, "rd cost tables: pooled (model-wide, default) or tensor (each tensor's own)");
   app.add_option("--damp", o.damp, "rd: GPTQ damping as a fraction of mean(diag H) (default 0.03)");
   app.add_option("--rd-refine", o.rd_refine, "rd with calibration: code refinement sweeps after the feedback pass (default 4, 0 = off)");

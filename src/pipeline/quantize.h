@@ -25,10 +25,10 @@ struct QuantizeOptions {
   double lambda = -1;
   double target_bits = 0;        // ideal order-0 bits per weight of the quantized Linears
   std::string calibration;       // text file; empty = weight MSE
-  int calibration_seqs = 64;     // sequences of calibration_ctx tokens
+  int calibration_seqs = 0;      // sequences of calibration_ctx tokens; 0 = automatic (rd_auto_calibration_seqs)
   int64_t calibration_ctx = 512;
   int sensitivity_seqs = 4;      // of the calibration sequences, used to measure per-layer sensitivity
-  std::string rd_weighting = "sensitivity";  // "sensitivity" | "uniform"
+  std::string rd_weighting = "auto";  // "auto" (sensitivity where affordable, see kRdSensitivityWork) | "sensitivity" | "uniform"
   std::string rd_tables = "pooled";  // cost tables: "pooled" (model-wide) | "tensor" (each tensor's own)
   double damp = 0.03;            // GPTQ damping, fraction of mean(diag H)
   int rd_refine = 4;             // coordinate-descent sweeps over the codes after the feedback pass (calibrated)

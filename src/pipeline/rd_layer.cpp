@@ -9,100 +9,116 @@
 #include "common/error.h"
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
+#include "model/linear.h"
+#include "pipeline/dense_f32.h"
 
 namespace fp4z {
 
 namespace {
 
-constexpr int64_t kTileRows = 32;  // rows quantized together so that U's rows are read once per tile
-
-// In-place lower Cholesky factor of the K×K row-major matrix A; false if not positive definite.
-bool cholesky_lower(std::vector<double>& A, int64_t K) {
-  for (int64_t j = 0; j < K; ++j) {
-    double d = A[j * K + j];
-    for (int64_t k = 0; k < j; ++k) d -= A[j * K + k] * A[j * K + k];
-    if (!(d > 0) || !std::isfinite(d)) return false;
-    d = std::sqrt(d);
-    A[j * K + j] = d;
-    for (int64_t i = j + 1; i < K; ++i) {
-      double s = A[i * K + j];
-      for (int64_t k = 0; k < j; ++k) s -= A[i * K + k] * A[j * K + k];
-      A[i * K + j] = s / d;
-    }
-    for (int64_t i = 0; i < j; ++i) A[i * K + j] = 0;  // clear the upper triangle
-  }
-  return true;
-}
-
-// Inverse of a lower-triangular L (forward substitution, column by column).
-std::vector<double> invert_lower(const std::vector<double>& L, int64_t K) {
-  std::vector<double> X(size_t(K * K), 0.0);
-  for (int64_t c = 0; c < K; ++c) {
-    X[c * K + c] = 1.0 / L[c * K + c];
-    for (int64_t i = c + 1; i < K; ++i) {
-      double s = 0;
-      for (int64_t k = c; k < i; ++k) s += L[i * K + k] * X[k * K + c];
-      X[i * K + c] = -s / L[i * K + i];
-    }
-  }
-  return X;
-}
+constexpr int64_t kTileRows = 64;   // rows quantized together so that U's rows are read once per tile
+constexpr int64_t kChunkRows = 256;  // rows of W per product in the correction and the refinement
 
 void pack_row(const uint8_t* codes, int64_t K, uint8_t* packed) { pack_nibbles(codes, size_t(K), packed); }
 
-// The no-feedback pass (wt = 1): rd_choose_blocks row by row; row_sq (optional, [N]) gets each row's
+// The no-feedback pass (wt = col_weight, or 1): rd_choose_blocks row by row; row_sq (optional, [N]) gets each row's
 // squared weight error in double.
 void plain_pass(const float* W, int64_t N, int64_t K, const RdBlockParams& p, uint8_t* packed, uint8_t* scales, double* row_sq,
-                int threads) {
+                int threads, const float* col_weight = nullptr) {
   const int64_t nb = K / 16;
   const RdPrepared prep = rd_prepare(p);
   parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
     std::vector<uint8_t> codes(static_cast<size_t>(K));
     for (size_t r = b; r < e; ++r) {
       double sq = 0;
-      rd_choose_blocks(prep, W + int64_t(r) * K, nullptr, size_t(nb), codes.data(), scales + int64_t(r) * nb, row_sq ? &sq : nullptr);
+      rd_choose_blocks(prep, W + int64_t(r) * K, col_weight, size_t(nb), codes.data(), scales + int64_t(r) * nb, row_sq ? &sq : nullptr);
       if (row_sq) row_sq[r] = sq;
       pack_row(codes.data(), K, packed + int64_t(r) * K / 2);
     }
   });
 }
 
-// H + δ·mean(diag H)·I, dead columns (H_jj = 0: the calibration never excited them) set to 1 first:
-// the matrix the feedback pass factors, and the one the correction and the refinement use with it.
-std::vector<double> damped_hessian(const std::vector<double>& H, int64_t K, double damp) {
-  double mean_diag = 0;
-  for (int64_t j = 0; j < K; ++j) mean_diag += H[size_t(j * K + j)];
-  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
-  std::vector<double> A = H;
-  for (int64_t j = 0; j < K; ++j) A[size_t(j * K + j)] = (H[size_t(j * K + j)] == 0 ? 1.0 : H[size_t(j * K + j)]) + damp * mean_diag;
-  return A;
+// Y = X·Hd⁻¹ = X·UᵀU for X [R, K] (row-major), in chunks of rows: T = U·Xᵀ and then Y = Tᵀ·U,
+// each product skipping U's zero (lower) triangle.
+void times_hd_inverse(const float* X, int64_t R, int64_t K, const float* U, float* Y, int threads) {
+  const int64_t nb = kCholBlock;
+  std::vector<float> xt, t, tt;
+  for (int64_t r0 = 0; r0 < R; r0 += kChunkRows) {
+    const int64_t rc = std::min(kChunkRows, R - r0);
+    xt.assign(size_t(K * rc), 0.0f);
+    for (int64_t r = 0; r < rc; ++r)
+      for (int64_t k = 0; k < K; ++k) xt[size_t(k * rc + r)] = X[(r0 + r) * K + k];
+    t.assign(size_t(K * rc), 0.0f);
+    // T[i, :] = Σ_{k >= i} U[i, k]·Xᵀ[k, :], one block of rows of U per work item.
+    parallel_for(size_t((K + nb - 1) / nb), threads, 1, [&](size_t bb, size_t be) {
+      for (size_t blk = bb; blk < be; ++blk) {
+        const int64_t i0 = int64_t(blk) * nb, i1 = std::min(K, i0 + nb);
+        gemm_nn_acc(i1 - i0, rc, K - i0, U + i0 * K + i0, K, xt.data() + i0 * rc, rc, t.data() + i0 * rc, rc, 1.0f, 1);
+      }
+    });
+    tt.assign(size_t(rc * K), 0.0f);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = 0; r < rc; ++r) tt[size_t(r * K + k)] = t[size_t(k * rc + r)];
+    float* y = Y + r0 * K;
+    std::fill(y, y + rc * K, 0.0f);
+    // Y[:, j] = Σ_{k <= j} Tᵀ[:, k]·U[k, j], one block of columns per work item.
+    parallel_for(size_t((K + nb - 1) / nb), threads, 1, [&](size_t bb, size_t be) {
+      for (size_t blk = bb; blk < be; ++blk) {
+        const int64_t j0 = int64_t(blk) * nb, j1 = std::min(K, j0 + nb);
+        gemm_nn_acc(rc, j1 - j0, j1, tt.data(), K, U + j0, K, y + j0, K, 1.0f, 1);
+      }
+    });
+  }
 }
+
+// C[M, K] += A[M, K]·B[K, K] (all row-major), rows of A split into chunks over the threads.
+void rows_times_square(const float* A, int64_t M, int64_t K, const float* B, float* C, int threads) {
+  parallel_for(size_t((M + 15) / 16), threads, 1, [&](size_t bb, size_t be) {
+    const int64_t r0 = int64_t(bb) * 16, r1 = std::min(M, int64_t(be) * 16);
+    gemm_nn_acc(r1 - r0, K, K, A + r0 * K, K, B, K, C + r0 * K, K, 1.0f, 1);
+  });
+}
+
+std::vector<float> to_f32(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
 }  // namespace
 
 float rd_dequant(uint8_t code, uint8_t s8, float gs) { return kE2M1Value[code] * (e4m3_decode(s8) / gs); }
 
-double rd_inverse_cholesky_upper(const std::vector<double>& H, int64_t K, double damp, std::vector<float>& U) {
+RdHessian rd_prepare_hessian(std::vector<float>&& H, int64_t K, double damp, int threads) {
+  RdHessian h;
+  h.K = K;
+  h.Hd = std::move(H);
+  h.added.assign(size_t(K), 0.0f);
+  double mean_diag = 0;
+  for (int64_t j = 0; j < K; ++j) mean_diag += h.Hd[size_t(j * K + j)];
+  mean_diag = mean_diag > 0 ? mean_diag / double(K) : 1.0;
+  const size_t n = size_t(K) * size_t(K);
   for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
-    std::vector<double> A = damped_hessian(H, K, damp);
-    if (!cholesky_lower(A, K)) continue;
-    std::vector<double> Li = invert_lower(A, K);
-    // H⁻¹ = Liᵀ Li (lower part is enough for the next factorisation).
-    std::vector<double> Hi(size_t(K * K), 0.0);
-    for (int64_t i = 0; i < K; ++i)
-      for (int64_t j = 0; j <= i; ++j) {
-        double s = 0;
-        for (int64_t k = i; k < K; ++k) s += Li[k * K + i] * Li[k * K + j];
-        Hi[i * K + j] = s;
-        Hi[j * K + i] = s;
-      }
-    if (!cholesky_lower(Hi, K)) continue;
-    U.assign(size_t(K * K), 0.0f);
-    for (int64_t i = 0; i < K; ++i)
-      for (int64_t j = i; j < K; ++j) U[i * K + j] = float(Hi[j * K + i]);
-    return damp;
+    // H_d = H + δ·mean(diag H)·I, dead columns (H_jj = 0: the calibration never excited them) set to 1 first.
+    for (int64_t j = 0; j < K; ++j) {
+      float& d = h.Hd[size_t(j * K + j)];
+      const double raw = double(d) - double(h.added[size_t(j)]);
+      const double hd = (raw == 0 ? 1.0 : raw) + damp * mean_diag;
+      d = float(hd);
+      h.added[size_t(j)] = float(double(d) - raw);
+    }
+    // P·Hd·P (P reverses the indices) is the flat reversal of the row-major matrix.
+    h.U.resize(n);
+    for (size_t i = 0; i < n; ++i) h.U[n - 1 - i] = h.Hd[i];
+    if (!cholesky_lower_blocked(h.U.data(), K, threads)) continue;
+    invert_lower_blocked(h.U.data(), K, threads);
+    std::reverse(h.U.begin(), h.U.end());  // U = P·L⁻¹·P: upper, Uᵀ U = Hd⁻¹
+    h.damp = damp;
+    return h;
   }
   fail_input("rd: the calibration Hessian is not positive definite even with damping " + std::to_string(damp));
+}
+
+double rd_inverse_cholesky_upper(const std::vector<double>& H, int64_t K, double damp, std::vector<float>& U) {
+  RdHessian h = rd_prepare_hessian(to_f32(H), K, damp, 1);
+  U = std::move(h.U);
+  return h.damp;
 }
 
 void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, const RdBlockParams& p, uint8_t* packed,
@@ -115,145 +131,180 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
   std::vector<float> wt(static_cast<size_t>(K));
   for (int64_t j = 0; j < K; ++j) wt[j] = 1.0f / (U[j * K + j] * U[j * K + j]);
   const int64_t tiles = (N + kTileRows - 1) / kTileRows;
+  const int64_t B = kRdFeedbackBlock;
   parallel_for(size_t(tiles), threads, 1, [&](size_t tb, size_t te) {
-    std::vector<float> Wt(size_t(K * kTileRows));  // [K][kTileRows]: lane r = row r of the tile
+    std::vector<float> Wt(size_t(K * kTileRows));  // [kTileRows][K], row-major like W
+    std::vector<float> E(size_t(B * kTileRows));   // the current block's errors [kTileRows][B]
     std::vector<uint8_t> codes(static_cast<size_t>(K * kTileRows));
-    float S[kTileRows], err[kTileRows], blk_w[16];
+    float S[kTileRows];
     for (size_t tile = tb; tile < te; ++tile) {
       const int64_t r0 = int64_t(tile) * kTileRows, rows = std::min(kTileRows, N - r0);
-      std::fill(Wt.begin(), Wt.end(), 0.0f);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t k = 0; k < K; ++k) Wt[k * kTileRows + r] = W[(r0 + r) * K + k];
-      for (int64_t j = 0; j < K; ++j) {
-        if (j % 16 == 0)
-          for (int64_t r = 0; r < rows; ++r) {
-            for (int c = 0; c < 16; ++c) blk_w[c] = Wt[(j + c) * kTileRows + r];
-            scales[(r0 + r) * nb + j / 16] = rd_choose_block(blk_w, wt.data() + j, p, nullptr, &S[r]);
+      std::copy_n(W + r0 * K, rows * K, Wt.begin());
+      for (int64_t j0 = 0; j0 < K; j0 += B) {
+        const int64_t j1 = std::min(K, j0 + B);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* w = Wt.data() + r * K;
+          for (int64_t j = j0; j < j1; ++j) {
+            const float d = U[j * K + j];
+            const float* urow = U + j * K;
+            if (j % 16 == 0) scales[(r0 + r) * nb + j / 16] = rd_choose_block(w + j, wt.data() + j, p, nullptr, &S[r]);
+            const float x = w[j];
+            const uint8_t c = rd_choose_code(x, S[r], wt[j], p.lambda, p.costs->code);
+            codes[size_t(r * K + j)] = c;
+            const float q = kE2M1Value[c] * S[r];
+            const float e = (x - q) / d;
+            E[size_t(r * B + (j - j0))] = e;
+            for (int64_t k = j + 1; k < j1; ++k) w[k] -= e * urow[k];  // inside the block: sequential
           }
-        const float d = U[j * K + j];
-        for (int64_t r = 0; r < kTileRows; ++r) {
-          if (r >= rows) {
-            err[r] = 0;
-            continue;
-          }
-          const float x = Wt[j * kTileRows + r];
-          const uint8_t c = rd_choose_code(x, S[r], wt[j], p.lambda, p.costs->code);
-          codes[r * K + j] = c;
-          const float q = kE2M1Value[c] * S[r];
-          err[r] = (x - q) / d;
         }
-        const float* urow = U + j * K;
-        for (int64_t k = j + 1; k < K; ++k) {
-          const float u = urow[k];
-          float* col = Wt.data() + k * kTileRows;
-          for (int64_t r = 0; r < kTileRows; ++r) col[r] -= err[r] * u;
-        }
+        // The block's errors reach every later column at once: W[:, j1:] -= E · U[j0:j1, j1:].
+        if (j1 < K) gemm_nn_acc(rows, K - j1, j1 - j0, E.data(), B, U + j0 * K + j1, K, Wt.data() + j1, K, -1.0f, 1);
       }
       for (int64_t r = 0; r < rows; ++r) pack_row(codes.data() + r * K, K, packed + (r0 + r) * K / 2);
     }
   });
 }
 
+void rd_correct_weight(float* W, int64_t N, int64_t K, const float* D, const RdHessian& h, int threads) {
+  if (N <= K) {  // per chunk of rows: X = W·D, then W += X·Hd⁻¹ (2 chunk-sized buffers, not 2 N×K ones)
+    std::vector<float> X, Z;
+    for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+      const int64_t rc = std::min(kChunkRows, N - r0);
+      X.assign(size_t(rc * K), 0.0f);
+      Z.assign(size_t(rc * K), 0.0f);
+      rows_times_square(W + r0 * K, rc, K, D, X.data(), threads);
+      times_hd_inverse(X.data(), rc, K, h.U.data(), Z.data(), threads);
+      for (size_t i = 0; i < Z.size(); ++i) W[size_t(r0 * K) + i] += Z[i];
+    }
+    return;
+  }
+  std::vector<float> M(size_t(K * K), 0.0f), Z;
+  times_hd_inverse(D, K, K, h.U.data(), M.data(), threads);  // M = D·Hd⁻¹, then W += W·M per chunk of rows
+  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+    const int64_t rc = std::min(kChunkRows, N - r0);
+    Z.assign(size_t(rc * K), 0.0f);
+    rows_times_square(W + r0 * K, rc, K, M.data(), Z.data(), threads);
+    for (size_t i = 0; i < Z.size(); ++i) W[size_t(r0 * K) + i] += Z[i];
+  }
+}
+
 std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_t N, int64_t K, const std::vector<double>& C,
-                                          const std::vector<double>& H, double damp, int threads) {
-  // M = (C − H̃)(H̃ + δ)⁻¹ from one Cholesky factor L Lᵀ = H̃ + δ (δ as the feedback pass damps).
-  std::vector<double> L = damped_hessian(H, K, damp);
-  if (!cholesky_lower(L, K)) return W;  // not positive definite: keep the plain target
-  std::vector<double> M(size_t(K * K));  // row-major: row i solves (H̃ + δ) M[i, :]ᵀ = (C − H̃)[i, :]ᵀ (H̃ symmetric)
-  parallel_for(size_t(K), threads, 8, [&](size_t b, size_t e) {
-    std::vector<double> y(static_cast<size_t>(K));
-    for (size_t i = b; i < e; ++i) {
-      for (int64_t k = 0; k < K; ++k) y[k] = C[i * size_t(K) + size_t(k)] - H[i * size_t(K) + size_t(k)];
-      for (int64_t k = 0; k < K; ++k) {
-        double v = y[k];
-        for (int64_t m = 0; m < k; ++m) v -= L[size_t(k * K + m)] * y[m];
-        y[k] = v / L[size_t(k * K + k)];
+                                             const std::vector<double>& H, double damp, int threads) {
+  RdHessian h;
+  try {
+    h = rd_prepare_hessian(to_f32(H), K, damp, threads);
+  } catch (const Error&) {
+    return W;  // not positive definite: keep the plain target
+  }
+  std::vector<float> D(size_t(K * K));
+  for (size_t i = 0; i < D.size(); ++i) D[i] = float(C[i] - H[i]);
+  std::vector<float> out = W;
+  rd_correct_weight(out.data(), N, K, D.data(), h, threads);
+  return out;
+}
+
+void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, const RdBlockParams& p, uint8_t* packed,
+                     const uint8_t* scales, int sweeps, int threads, double* row_h) {
+  const float* Hd = h.Hd.data();
+  const double lambda = p.lambda;
+  double value[16], cost[16];
+  for (int c = 0; c < 16; ++c) {
+    value[c] = double(kE2M1Value[c]);
+    cost[c] = double(p.costs->code[c]);
+  }
+  const Isa isa = kernel_isa();
+  auto axpy = isa == Isa::kAvx512 ? kernels::axpy_avx512 : isa == Isa::kAvx2 ? kernels::axpy_avx2 : kernels::axpy_scalar;
+  const int64_t chunks = (N + kChunkRows - 1) / kChunkRows;
+  parallel_for(size_t(chunks), threads, 1, [&](size_t cb, size_t ce) {
+    std::vector<uint8_t> codes(size_t(kChunkRows * K));
+    std::vector<float> dw(size_t(kChunkRows * K)), G(size_t(kChunkRows * K));
+    std::vector<double> S(static_cast<size_t>(K));
+    for (size_t chunk = cb; chunk < ce; ++chunk) {
+      const int64_t r0 = int64_t(chunk) * kChunkRows, rows = std::min(kChunkRows, N - r0);
+      for (int64_t r = 0; r < rows; ++r) {
+        unpack_nibbles(packed + (r0 + r) * K / 2, size_t(K), codes.data() + r * K);
+        for (int64_t k = 0; k < K; ++k)
+          dw[size_t(r * K + k)] = float(double(kE2M1Value[codes[size_t(r * K + k)]]) *
+                                            double(e4m3_decode(scales[(r0 + r) * (K / 16) + k / 16])) / double(p.gs) -
+                                        double(W[(r0 + r) * K + k]));
       }
-      for (int64_t k = K - 1; k >= 0; --k) {
-        double v = y[k];
-        for (int64_t m = k + 1; m < K; ++m) v -= L[size_t(m * K + k)] * y[m];
-        y[k] = v / L[size_t(k * K + k)];
+      // G = ΔW·H_d for the chunk: the O(K²) part of every row, as one product.
+      std::fill(G.begin(), G.begin() + rows * K, 0.0f);
+      gemm_nn_acc(rows, K, K, dw.data(), K, Hd, K, G.data(), K, 1.0f, 1);
+      for (int64_t r = 0; r < rows; ++r) {
+        uint8_t* c_row = codes.data() + r * K;
+        float* g = G.data() + r * K;
+        float* d_row = dw.data() + r * K;
+        for (int64_t k = 0; k < K; ++k) S[size_t(k)] = double(e4m3_decode(scales[(r0 + r) * (K / 16) + k / 16])) / double(p.gs);
+        for (int sweep = 0; sweep < sweeps; ++sweep) {
+          bool changed = false;
+          for (int64_t j = 0; j < K; ++j) {
+            const uint8_t c = c_row[j];
+            const double hjj = Hd[j * K + j], gj = g[j], Sj = S[size_t(j)];
+            // All 16 changes at once (a loop the compiler vectorises), then the first strictly best.
+            double delta[16];
+            for (int c2 = 0; c2 < 16; ++c2) {
+              const double d = (value[c2] - value[c]) * Sj;
+              delta[c2] = 2 * d * gj + d * d * hjj + lambda * (cost[c2] - cost[c]);
+            }
+            double best = 0;
+            int best_c = -1;
+            for (int c2 = 0; c2 < 16; ++c2)
+              if (c2 != 8 && c2 != c && delta[c2] < best - 1e-18) {
+                best = delta[c2];
+                best_c = c2;
+              }
+            if (best_c < 0) continue;
+            const float d = float((value[best_c] - value[c]) * Sj);
+            axpy(d, Hd + j * K, g, K);  // g += d·H_d[:, j] (H_d is symmetric: row j is column j)
+            d_row[j] += d;
+            c_row[j] = uint8_t(best_c);
+            changed = true;
+          }
+          if (!changed) break;
+        }
+        pack_row(c_row, K, packed + (r0 + r) * K / 2);
+        if (row_h) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k) s += double(d_row[k]) * (double(g[k]) - double(h.added[size_t(k)]) * double(d_row[k]));
+          row_h[r0 + r] = std::max(0.0, s);
+        }
       }
-      std::copy(y.begin(), y.end(), M.begin() + int64_t(i) * K);
     }
   });
-  std::vector<float> out(W.size());
-  parallel_for(size_t(N), threads, 4, [&](size_t b, size_t e) {
-    for (size_t r = b; r < e; ++r)
-      for (int64_t j = 0; j < K; ++j) {
-        double v = W[r * size_t(K) + size_t(j)];
-        for (int64_t i = 0; i < K; ++i) v += double(W[r * size_t(K) + size_t(i)]) * M[size_t(i * K + j)];
-        out[r * size_t(K) + size_t(j)] = float(v);
-      }
-  });
-  return out;
 }
 
 void rd_refine_codes(const float* W, int64_t N, int64_t K, const std::vector<double>& H, double damp, const RdBlockParams& p,
                      uint8_t* packed, const uint8_t* scales, int sweeps, int threads) {
-  const std::vector<double> Hd = damped_hessian(H, K, damp);  // the damped H that the feedback pass used
-  const double lambda = p.lambda;
-  parallel_for(size_t(N), threads, 4, [&](size_t b, size_t e) {
-    std::vector<uint8_t> codes(static_cast<size_t>(K));
-    std::vector<double> dw(static_cast<size_t>(K)), g(static_cast<size_t>(K));
-    for (size_t r = b; r < e; ++r) {
-      unpack_nibbles(packed + r * size_t(K) / 2, size_t(K), codes.data());
-      for (int64_t k = 0; k < K; ++k)
-        dw[k] = double(kE2M1Value[codes[k]]) * double(e4m3_decode(scales[r * size_t(K / 16) + size_t(k / 16)])) / double(p.gs) -
-                double(W[int64_t(r) * K + k]);
-      for (int64_t i = 0; i < K; ++i) {
-        double s = 0;
-        for (int64_t j = 0; j < K; ++j) s += Hd[size_t(i * K + j)] * dw[j];
-        g[i] = s;
-      }
-      for (int sweep = 0; sweep < sweeps; ++sweep) {
-        bool changed = false;
-        for (int64_t j = 0; j < K; ++j) {
-          const double S = double(e4m3_decode(scales[r * size_t(K / 16) + size_t(j / 16)])) / double(p.gs);
-          const uint8_t c = codes[j];
-          const double hjj = Hd[size_t(j * K + j)];
-          double best = 0;
-          int best_c = -1;
-          for (int c2 = 0; c2 < 16; ++c2) {
-            if (c2 == 8 || c2 == c) continue;
-            const double d = (double(kE2M1Value[c2]) - double(kE2M1Value[c])) * S;
-            const double delta = 2 * d * g[j] + d * d * hjj + lambda * (double(p.costs->code[c2]) - double(p.costs->code[c]));
-            if (delta < best - 1e-18) {
-              best = delta;
-              best_c = c2;
-            }
-          }
-          if (best_c < 0) continue;
-          const double d = (double(kE2M1Value[best_c]) - double(kE2M1Value[c])) * S;
-          for (int64_t i = 0; i < K; ++i) g[i] += d * Hd[size_t(i * K + j)];
-          dw[j] += d;
-          codes[j] = uint8_t(best_c);
-          changed = true;
-        }
-        if (!changed) break;
-      }
-      pack_row(codes.data(), K, packed + r * size_t(K) / 2);
-    }
-  });
+  const RdHessian h = rd_prepare_hessian(to_f32(H), K, damp, threads);
+  rd_refine_codes(W, N, K, h, p, packed, scales, sweeps, threads);
 }
 
 RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std::vector<double>* H, float gs, double lambda,
                                 double damp, int threads, const RdCostTables* tables, int refine_sweeps) {
+  if (!H) return rd_quantize_layer(W, N, K, static_cast<const RdHessian*>(nullptr), gs, lambda, threads, tables, refine_sweeps, nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  const RdHessian h = rd_prepare_hessian(to_f32(*H), K, damp, threads);
+  RdLayerResult res = rd_quantize_layer(W, N, K, &h, gs, lambda, threads, tables, refine_sweeps, nullptr);
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const RdHessian* H, float gs, double lambda, int threads,
+                                const RdCostTables* tables, int refine_sweeps, const float* col_weight) {
   auto t0 = std::chrono::steady_clock::now();
   RdLayerResult res;
   res.packed.resize(size_t(N * K / 2));
   res.scales.resize(size_t(N * K / 16));
-  std::vector<float> U;
-  if (H) rd_inverse_cholesky_upper(*H, K, damp, U);
   RdBlockParams p;
   p.gs = gs;
   // Without H the passes compute the rows' squared error themselves (the last pass's is kept).
   std::vector<double> row_sq(static_cast<size_t>(N)), row_h(size_t(N), 0.0);
   auto pass = [&] {
     if (H)
-      rd_quantize_pass(W, N, K, U.data(), p, res.packed.data(), res.scales.data(), threads);
+      rd_quantize_pass(W, N, K, H->U.data(), p, res.packed.data(), res.scales.data(), threads);
     else
-      plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads);
+      plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads, col_weight);
   };
   if (tables) {
     p.costs = tables;
@@ -266,7 +317,7 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
   if (!tables) {
     p.costs = &costs;
     p.lambda = 0;
-    plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads);
+    plain_pass(W, N, K, p, res.packed.data(), res.scales.data(), row_sq.data(), threads, col_weight);
     p.lambda = float(lambda);
   }
   for (int round = 0; round < kRdRatePasses && !tables; ++round) {
@@ -277,31 +328,21 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const std:
     pass();
   }
   if (!tables) res.costs = costs;
-  if (H && refine_sweeps > 0) rd_refine_codes(W, N, K, *H, damp, p, res.packed.data(), res.scales.data(), refine_sweeps, threads);
+  // With H the refinement also yields each row's Δwᵀ H Δw (0 sweeps: just that).
+  if (H) rd_refine_codes(W, N, K, *H, p, res.packed.data(), res.scales.data(), std::max(refine_sweeps, 0), threads, row_h.data());
   res.hist.add_packed(res.packed.data(), res.packed.size());
   res.hist.add_scales(res.scales.data(), res.scales.size());
-  // Error metrics, per row in double, summed in row order.
+  // Squared weight error, per row in double, summed in row order.
   if (H) parallel_for(size_t(N), threads, 16, [&](size_t b, size_t e) {
-    std::vector<double> dw(static_cast<size_t>(K));
     std::vector<uint8_t> codes(static_cast<size_t>(K));
     for (size_t r = b; r < e; ++r) {
       unpack_nibbles(res.packed.data() + r * size_t(K) / 2, size_t(K), codes.data());
       double sq = 0;
       for (int64_t k = 0; k < K; ++k) {
-        float deq = rd_dequant(codes[k], res.scales[r * size_t(K / 16) + size_t(k / 16)], gs);
-        dw[k] = double(deq) - double(W[int64_t(r) * K + k]);
-        sq += dw[k] * dw[k];
+        const double dw = double(rd_dequant(codes[k], res.scales[r * size_t(K / 16) + size_t(k / 16)], gs)) - double(W[int64_t(r) * K + k]);
+        sq += dw * dw;
       }
       row_sq[r] = sq;
-      if (H) {
-        double s = 0;
-        for (int64_t i = 0; i < K; ++i) {
-          double hi = 0;
-          for (int64_t j = 0; j < K; ++j) hi += (*H)[i * K + j] * dw[j];
-          s += dw[i] * hi;
-        }
-        row_h[r] = s;
-      }
     }
   });
   double sq = 0, hs = 0;

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/file_text.h"
+#include "common/mapped_file.h"
 #include "common/parallel.h"
 #include "format/dtype.h"
 #include "model/forward.h"
@@ -18,6 +19,7 @@
 #include "model/model.h"
 #include "nvfp4/kernels.h"
 #include "nvfp4/scales.h"
+#include "pipeline/dense_f32.h"
 #include "pipeline/fused_groups.h"
 #include "pipeline/rd_plain.h"
 #include "text/tokenizer.h"
@@ -43,7 +45,7 @@ int64_t decoder_layer_of(const std::string& module) {
   return std::stoll(m[2].str());
 }
 
-// Columns of a [T, K] row block as contiguous rows (so that each moment is one dot product).
+// Columns of a [T, K] row block as contiguous rows (the left operand of the moment products).
 std::vector<float> transposed(const float* x, int64_t T, int64_t K) {
   std::vector<float> xt(static_cast<size_t>(K * T));
   for (int64_t t = 0; t < T; ++t)
@@ -53,19 +55,29 @@ std::vector<float> transposed(const float* x, int64_t T, int64_t K) {
 
 // H[i, j] += Σ_t x[t, i]·x[t, j] for j >= i (upper triangle) and, with `src` (the source model's rows
 // paired with x, input correction), C[i, j] += Σ_t src[t, i]·x[t, j] for every j; x and src are [T, K].
-void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, std::vector<double>& H, std::vector<double>* C,
+// f32 matrix products (Xᵀ·X, Sᵀ·X) in blocks of rows of H and C: see RdHessian for why f32 suffices.
+void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, std::vector<float>& H, std::vector<float>* C,
                         int threads) {
   const std::vector<float> xt = transposed(x, T, K), st = src ? transposed(src, T, K) : std::vector<float>();
-  const Isa isa = kernel_isa();
-  auto dot = isa == Isa::kAvx512 ? kernels::dot_avx512 : isa == Isa::kAvx2 ? kernels::dot_avx2 : kernels::dot_scalar;
-  parallel_for(size_t(K), threads, 4, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      for (int64_t j = int64_t(i); j < K; ++j) H[i * size_t(K) + size_t(j)] += double(dot(xt.data() + i * T, xt.data() + j * T, T));
-      if (C)
-        for (int64_t j = 0; j < K; ++j) (*C)[i * size_t(K) + size_t(j)] += double(dot(st.data() + i * T, xt.data() + j * T, T));
+  constexpr int64_t kRows = 96;
+  const int64_t blocks = (K + kRows - 1) / kRows;
+  parallel_for(size_t(blocks), threads, 1, [&](size_t b, size_t e) {
+    for (size_t blk = b; blk < e; ++blk) {
+      const int64_t i0 = int64_t(blk) * kRows, i1 = std::min(K, i0 + kRows);
+      gemm_nn_acc(i1 - i0, K - i0, T, xt.data() + i0 * T, T, x + i0, K, H.data() + i0 * K + i0, K, 1.0f, 1);
+      if (C) gemm_nn_acc(i1 - i0, K, T, st.data() + i0 * T, T, x, K, C->data() + i0 * K, K, 1.0f, 1);
     }
   });
 }
+
+// Drops the resident pages of a mapped tensor (re-read from the page cache if touched again), so that
+// the resident set follows the layer being processed, not the whole checkpoint.
+void release_tensor(const TensorRef& r) {
+  release_pages(r.file->map, size_t(r.data() - r.file->map.data), size_t(r.info->nbytes()));
+}
+
+// Thrown by the calibration observer to end a layer pass early (everything after the stage's input is unused).
+struct StopLayer {};
 
 Linear nvfp4_linear(const Linear& like, const uint8_t* packed, const uint8_t* scales, float gs) {
   Linear q = like;
@@ -80,6 +92,11 @@ Linear nvfp4_linear(const Linear& like, const uint8_t* packed, const uint8_t* sc
 
 }  // namespace
 
+int rd_auto_calibration_seqs(double decoder_weights, int64_t ctx) {
+  const double seqs = kRdCalibrationWork / (std::max(decoder_weights, 1.0) * double(std::max<int64_t>(ctx, 1)));
+  return int(std::clamp(std::floor(seqs), 4.0, 64.0));
+}
+
 RdJob::~RdJob() = default;
 
 RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<std::string>& modules) : o_(o), src_(src) {
@@ -90,9 +107,10 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   if (has_target && !(o.target_bits > 0 && o.target_bits <= 4.5))
     fail_input("--target-bits " + fmt(o.target_bits) + " is unreachable (NVFP4 with rd ranges over (0, 4.5] bits per weight)");
   if (o.rd_tables != "pooled" && o.rd_tables != "tensor") fail_input("--rd-tables must be pooled or tensor");
-  if (o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform") fail_input("--rd-weighting must be sensitivity or uniform");
+  if (o.rd_weighting != "auto" && o.rd_weighting != "sensitivity" && o.rd_weighting != "uniform")
+    fail_input("--rd-weighting must be auto, sensitivity or uniform");
   if (!(o.damp > 0 && o.damp < 1)) fail_input("--damp must be in (0, 1)");
-  if (o.calibration.empty() && (o.calibration_seqs != 64 || o.calibration_ctx != 512))
+  if (o.calibration.empty() && (o.calibration_seqs != 0 || o.calibration_ctx != 512))
     fail_input("--calibration-seqs and --calibration-ctx need --calibration TEXT");
 
   // Units in decoder order (calibration is sequential over decoder layers).
@@ -147,14 +165,30 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   double d0 = 0;
   Nvfp4Histogram h;
   if (model_) {
+    // The cache holds every layer's H and corrected weight (f32); only small models fit (kRdCacheBytes).
     uint64_t bytes = 0;
     for (const auto& u : units_)
-      for (const auto& m : u.modules) bytes += uint64_t(src.get(m + ".weight").info->shape[1]) * src.get(m + ".weight").info->shape[1] * 8;
-    fill_h_cache_ = bytes <= (uint64_t(1) << 30);
+      for (const auto& m : u.modules) {
+        const TensorInfo& t = *src.get(m + ".weight").info;
+        bytes += uint64_t(t.shape[1]) * uint64_t(t.shape[1] + t.shape[0]) * 4;
+      }
+    fill_h_cache_ = bytes <= kRdCacheBytes;
+    // Otherwise the runs after the first quantize a row subsample of each Linear without feedback, each
+    // column's error weighted by the first run's 1/U_jj² (GPTQ's per-element distortion): an estimate of
+    // the rate (and of the pooled tables) at a small fraction of a sequential run's cost.
+    fill_col_weights_ = !fill_h_cache_;
+    if (fill_col_weights_) {
+      uint64_t total = 0;
+      for (const auto& m : modules) total += uint64_t(src.get(m + ".weight").info->numel());
+      sample_stride_ = int64_t(std::max<uint64_t>(1, total / std::max(kRdSampleMinWeights, total / kRdSampleFraction)));
+    }
   }
   const double b0 = run_bits(0.0, &d0, &h);
   use_h_cache_ = fill_h_cache_;
   fill_h_cache_ = false;
+  proxy_search_ = fill_col_weights_;
+  fill_col_weights_ = false;
+  if (proxy_search_) sampling_ = sample_stride_ > 1;
   tables_ = rd_costs_from_histogram(h);
   if (has_lambda) {
     for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
@@ -194,6 +228,8 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   sampling_ = false;
   sample_cache_.clear();
   use_h_cache_ = false;  // the written run is fully sequential again
+  proxy_search_ = false;
+  col_weight_cache_.clear();
   h_cache_.clear();
   target_cache_.clear();
   owner_cache_.clear();
@@ -241,7 +277,14 @@ void RdJob::setup_calibration() {
   ctx_ = o_.calibration_ctx;
   if (model_->cfg.max_positions > 0) ctx_ = std::min(ctx_, model_->cfg.max_positions);
   if (ctx_ < 16) fail_input("--calibration-ctx must be at least 16");
-  if (o_.calibration_seqs < 1) fail_input("--calibration-seqs must be at least 1");
+  if (o_.calibration_seqs < 0) fail_input("--calibration-seqs must be at least 1");
+  if (o_.calibration_seqs == 0) {  // automatic: see kRdCalibrationWork
+    double weights = 0;
+    for (const auto& u : units_)
+      for (const auto& m : u.modules)
+        if (u.layer >= 0) weights += double(src_.get(m + ".weight").info->numel());
+    o_.calibration_seqs = rd_auto_calibration_seqs(weights, ctx_);
+  }
   const int64_t need = int64_t(o_.calibration_seqs) * ctx_;
   if (int64_t(ids.size()) < need)
     fail_input(o_.calibration + ": the calibration text has " + std::to_string(ids.size()) + " tokens; " +
@@ -263,6 +306,18 @@ void RdJob::setup_calibration() {
   eo.max_batch = ctx_;
   session_ = std::make_unique<Session>(*model_, eo);
   calib_seconds_ += since(t0);
+  if (o_.rd_weighting == "auto") {
+    // One whole-model forward (n_sens sequences, head included) per Linear: affordable below kRdSensitivityWork.
+    const double V = double(model_->cfg.vocab), n = double(std::max<int64_t>(1, std::min<int64_t>(o_.sensitivity_seqs, int64_t(seqs_.size()))));
+    const double sens_seqs = std::max(1.0, std::min(n, std::floor(double(int64_t(64) << 20) / (double(ctx_) * V))));
+    double weights = 0, linears = 0;
+    for (const auto& [m, l] : source_linear_) {
+      weights += double(l.n) * double(l.k);
+      ++linears;
+    }
+    const double work = (linears + 1) * sens_seqs * double(ctx_) * (weights + V * double(model_->cfg.hidden));
+    o_.rd_weighting = work <= kRdSensitivityWork ? "sensitivity" : "uniform";
+  }
   if (o_.rd_weighting == "sensitivity") measure_sensitivities();
 }
 
@@ -378,9 +433,12 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   const Unit& u = units_[ui];
   std::vector<std::pair<std::string, RdLayerResult>> done;
   const bool calibrated = model_ && u.layer >= 0 && model_linear(u.layer, u.modules[0]);
-  std::map<std::string, std::vector<double>> H;  // per input owner module
-  std::map<std::string, std::vector<double>> C;  // per input owner: E[x x̃ᵀ] (input correction)
+  std::map<std::string, std::vector<float>> H;  // per input owner module (mean x̃ x̃ᵀ), until it is prepared
+  std::map<std::string, std::vector<float>> C;  // per input owner: E[x x̃ᵀ] (input correction), then C − H̃
+  std::map<std::string, RdHessian> prepared;     // per input owner: H_d and its factor, while a module needs it
   std::map<std::string, std::string> owner;       // module -> the module whose H it shares
+  std::map<std::string, int> uses;                // owner -> modules of this unit not yet quantized
+  std::set<std::string> accumulated;              // owners whose H was taken (this unit)
   auto quantize_module = [&](const std::string& m, bool cached) {
     const TensorInfo& t = *src_.get(m + ".weight").info;
     if (sampling_ && !calibrated) {
@@ -400,30 +458,84 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     std::vector<float>& W = weight_buf_;
     W.resize(size_t(ref.info->numel()));
     convert_to_f32(ref.data(), ref.info->dtype, W.size(), W.data());
-    const std::vector<double>* h = nullptr;
+    if (calibrated) release_tensor(ref);  // the f32 copy is what the layer work reads
+    const RdHessian* h = nullptr;
     if (calibrated) {
       auto it = owner.find(m);
-      if (it == owner.end() || !H.count(it->second)) fail_input("rd: calibration never reached '" + m + "'");
-      h = &H[it->second];
+      if (it == owner.end() || (!H.count(it->second) && !prepared.count(it->second))) fail_input("rd: calibration never reached '" + m + "'");
+      const std::string& own = it->second;
+      if (!prepared.count(own)) {
+        const auto tf = Clock::now();
+        const int64_t K = t.shape[1];
+        prepared[own] = rd_prepare_hessian(std::move(H[own]), K, o_.damp, threads_);
+        H.erase(own);
+        if (C.count(own)) {  // C − H̃ = C − (H_d − added), in place
+          const RdHessian& p = prepared[own];
+          std::vector<float>& c = C[own];
+          for (size_t i = 0; i < c.size(); ++i) c[i] -= p.Hd[i];
+          for (int64_t j = 0; j < K; ++j) c[size_t(j * K + j)] += p.added[size_t(j)];
+        }
+        factor_seconds_ += since(tf);
+        if (fill_col_weights_) {
+          const RdHessian& p = prepared[own];
+          std::vector<float>& cw = col_weight_cache_[own];
+          cw.resize(size_t(K));
+          for (int64_t j = 0; j < K; ++j) cw[size_t(j)] = 1.0f / (p.U[size_t(j * K + j)] * p.U[size_t(j * K + j)]);
+        }
+      }
+      if (fill_col_weights_) owner_cache_[m] = own;
+      h = &prepared[own];
       if (cached && target_cache_.count(m)) {
         W = target_cache_[m];
-      } else if (C.count(it->second)) {
-        W = rd_input_corrected_weight(W, t.shape[0], t.shape[1], C[it->second], *h, o_.damp, threads_);
+      } else if (C.count(own)) {
+        const auto tc = Clock::now();
+        rd_correct_weight(W.data(), t.shape[0], t.shape[1], C[own].data(), *h, threads_);
+        correct_seconds_ += since(tc);
         if (fill_h_cache_) target_cache_[m] = W;
       }
     }
-    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), o_.damp,
-                                           threads_, pooled_tables_ ? &tables_ : nullptr, o_.rd_refine));
+    done.emplace_back(m, rd_quantize_layer(W.data(), t.shape[0], t.shape[1], h, gs_.at(m), lambda_ / sensitivity_.at(m), threads_,
+                                           pooled_tables_ ? &tables_ : nullptr, o_.rd_refine, nullptr));
+    quant_seconds_ += done.back().second.seconds;
+    if (calibrated && --uses[owner.at(m)] == 0) {  // the owner's last module: free its matrices now
+      prepared.erase(owner.at(m));
+      C.erase(owner.at(m));
+    }
   };
+  auto release_layer_pages = [&] {
+    if (model_ && u.layer >= 0)
+      for (const auto& n : model_->ckpt->names)
+        if (decoder_layer_of(n) == u.layer) release_tensor(model_->ckpt->get(n));
+  };
+  auto release_unit = [&] {
+    // This unit's source pages are not needed again in this run: let the resident set shrink.
+    for (const auto& m : u.modules) release_tensor(src_.get(m + ".weight"));
+    release_layer_pages();
+  };
+  if (calibrated && proxy_search_) {
+    for (const auto& m : u.modules) {
+      const TensorInfo& t = *src_.get(m + ".weight").info;
+      int64_t rows = 0;
+      const std::vector<float>& Ws = sample_weight(m, &rows);  // stride 1 when not sampling
+      const std::vector<float>& cw = col_weight_cache_.at(owner_cache_.at(m));
+      done.emplace_back(m, rd_quantize_layer(Ws.data(), rows, t.shape[1], nullptr, gs_.at(m), lambda_ / sensitivity_.at(m), threads_,
+                                             pooled_tables_ ? &tables_ : nullptr, 0, cw.data()));
+    }
+    release_unit();
+    for (auto& [m, res] : done) sink(m, res);
+    return;
+  }
   bool cached = calibrated && use_h_cache_;
   for (const auto& m : u.modules) cached = cached && owner_cache_.count(m);
   if (!calibrated || cached) {
     for (const auto& m : u.modules)
       if (cached) {
         owner[m] = owner_cache_[m];
-        if (!H.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
+        ++uses[owner[m]];
+        if (!H.count(owner[m]) && !prepared.count(owner[m])) H[owner[m]] = h_cache_.at(owner[m]);
       }
     for (const auto& m : u.modules) quantize_module(m, cached);
+    release_unit();
     for (auto& [m, res] : done) sink(m, res);
     return;
   }
@@ -431,7 +543,9 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   // Stages in forward order, one per input group (q/k/v, o, gate/up, down): each stage's H is taken
   // with the layer's earlier stages already quantized, so o_proj sees the quantized attention inputs.
   auto t0 = Clock::now();
+  const double layer_work_before = factor_seconds_ + correct_seconds_ + quant_seconds_;
   const int64_t Hd = model_->cfg.hidden;
+  const size_t n_seqs = seqs_.size();
   std::set<std::string> wanted(u.modules.begin(), u.modules.end()), pending = wanted;
   auto use_source = [&] {
     for (auto& [m, res] : done) *model_linear(u.layer, m) = source_linear_[m];
@@ -439,8 +553,11 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   auto use_quantized = [&] {
     for (auto& [m, res] : done) *model_linear(u.layer, m) = nvfp4_linear(source_linear_[m], res.packed.data(), res.scales.data(), gs_.at(m));
   };
-  bool capture_source_inputs = false;
-  std::map<std::string, std::vector<float>> source_x;  // owner -> this sequence's source-model inputs
+  // Input correction: the source layer does not change, so one forward per sequence gives the source
+  // inputs of every stage (kept per sequence and input) and advances the source stream at once.
+  std::vector<std::map<std::string, std::vector<float>>> source_x(input_correction_ ? n_seqs : 0);
+  size_t cur_seq = 0;
+  bool capture_source_inputs = false, stage_taken = false;
   const float* prev_x = nullptr;
   std::string prev_module, stage;
   session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
@@ -450,59 +567,83 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     prev_x = x;
     prev_module = w.name;
     if (!wanted.count(w.name)) return;
-    if (!owner.count(w.name)) owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
+    if (capture_source_inputs) {  // keyed like owners below: the first module that reads an input
+      if (!same_input || !wanted.count(prev)) source_x[cur_seq][w.name].assign(x, x + T * w.k);
+      return;
+    }
+    // Staged: once this sequence's stage input is taken, the rest of the layer is not needed (the
+    // modules that share the input come right after it, so they are registered by then).
+    if (staged_calibration_ && stage_taken && !same_input) throw StopLayer{};
+    if (!owner.count(w.name)) {
+      owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
+      ++uses[owner[w.name]];
+    }
     const std::string& own = owner[w.name];
     if (own != w.name || !pending.count(w.name)) return;  // q/k/v and gate/up read the same rows: one H
     if (stage.empty()) stage = own;
     if (staged_calibration_ && own != stage) return;
-    if (capture_source_inputs) {
-      source_x[own].assign(x, x + T * w.k);
-      return;
-    }
     auto& h = H[own];
-    if (h.empty()) h.assign(size_t(w.k * w.k), 0.0);
-    std::vector<double>* c = nullptr;
+    if (h.empty()) h.assign(size_t(w.k * w.k), 0.0f);
+    accumulated.insert(own);
+    stage_taken = true;
+    std::vector<float>* c = nullptr;
     if (input_correction_) {
       c = &C[own];
-      if (c->empty()) c->assign(size_t(w.k * w.k), 0.0);
+      if (c->empty()) c->assign(size_t(w.k * w.k), 0.0f);
     }
-    accumulate_moments(x, input_correction_ ? source_x.at(own).data() : nullptr, T, w.k, h, c, threads_);
+    const auto tm = Clock::now();
+    accumulate_moments(x, input_correction_ ? source_x[cur_seq].at(own).data() : nullptr, T, w.k, h, c, threads_);
+    moments_seconds_ += since(tm);
   });
+  if (input_correction_) {
+    use_source();
+    capture_source_inputs = true;
+    for (size_t s = 0; s < n_seqs; ++s) {
+      cur_seq = s;
+      prev_x = nullptr;
+      prev_module.clear();
+      session_->run_layers(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+    }
+    capture_source_inputs = false;
+  }
   std::vector<float> scratch(static_cast<size_t>(ctx_ * Hd));
-  const double tokens = double(int64_t(seqs_.size()) * ctx_);
+  const double tokens = double(int64_t(n_seqs) * ctx_);
   while (!pending.empty()) {
     stage.clear();
-    std::set<std::string> owners_before;
-    for (const auto& [o, h] : H) owners_before.insert(o);
-    for (size_t s = 0; s < seqs_.size(); ++s) {
-      if (input_correction_) {
-        // The source model's inputs of this sequence first, to pair with the quantized model's below.
-        use_source();
-        std::copy_n(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
-        capture_source_inputs = true;
-        session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
-        capture_source_inputs = false;
-        use_quantized();
-      }
+    const std::set<std::string> owners_before = accumulated;
+    for (size_t s = 0; s < n_seqs; ++s) {
+      cur_seq = s;
+      prev_x = nullptr;
+      prev_module.clear();
       std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
-      session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
+      stage_taken = false;
+      try {
+        session_->run_layers(scratch.data(), ctx_, u.layer, u.layer + 1);
+      } catch (const StopLayer&) {
+        // the stage's moments are complete for this sequence; the session is reset by its next run_layers
+      }
     }
     if (stage.empty()) fail_input("rd: calibration never reached '" + *pending.begin() + "'");
     for (auto& [o, h] : H) {
       if (owners_before.count(o)) continue;
       const int64_t K = int64_t(std::llround(std::sqrt(double(h.size()))));
+      const float inv = float(1.0 / tokens);
       for (int64_t i = 0; i < K; ++i)
         for (int64_t j = i; j < K; ++j) {
-          double v = h[size_t(i * K + j)] / tokens;
+          const float v = h[size_t(i * K + j)] * inv;
           h[size_t(i * K + j)] = v;
           h[size_t(j * K + i)] = v;
         }
       if (C.count(o))
-        for (double& v : C[o]) v /= tokens;
+        for (float& v : C[o]) v *= inv;
       if (fill_h_cache_) h_cache_[o] = h;
+      for (auto& sx : source_x) sx.erase(o);  // this input's source rows are in C now
     }
+    // The layer's source pages are not read again until the next pass: off the resident set while the
+    // stage's matrices (up to 3·K² floats) are alive.
+    release_layer_pages();
     for (const std::string& m : u.modules) {
-      if (!pending.count(m) || !owner.count(m) || !H.count(owner[m]) || owners_before.count(owner[m])) continue;
+      if (!pending.count(m) || !owner.count(m) || !accumulated.count(owner[m]) || owners_before.count(owner[m])) continue;
       if (fill_h_cache_) owner_cache_[m] = owner[m];
       quantize_module(m, false);
       pending.erase(m);
@@ -511,13 +652,9 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   }
   session_->set_linear_observer(nullptr);
   // Later layers see this layer quantized (GPTQ order): advance the hidden states.
-  for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
-  if (input_correction_) {
-    use_source();
-    for (size_t s = 0; s < seqs_.size(); ++s) session_->run_layers(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
-    use_quantized();
-  }
-  calib_seconds_ += since(t0);
+  for (size_t s = 0; s < n_seqs; ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+  calib_seconds_ += since(t0) - (factor_seconds_ + correct_seconds_ + quant_seconds_ - layer_work_before);
+  release_unit();
   for (auto& [m, res] : done) sink(m, res);
 }
 
@@ -631,7 +768,8 @@ nlohmann::ordered_json RdJob::report() const {
   j["rate_passes"] = kRdRatePasses;
   j["global_room"] = kRdGlobalRoom;
   j["search_runs"] = search_runs_;
-  j["seconds"] = {{"calibration_forward", calib_seconds_}, {"sensitivity", sens_seconds_}, {"lambda_search", search_seconds_}};
+  j["seconds"] = {{"calibration_forward", calib_seconds_}, {"sensitivity", sens_seconds_}, {"lambda_search", search_seconds_},
+                  {"moments", moments_seconds_}, {"hessian_factor", factor_seconds_}, {"input_correction", correct_seconds_}, {"layer_quantization", quant_seconds_}};
   j["layers"] = layers;
   return j;
 }

@@ -28,6 +28,24 @@ constexpr float kRdGlobalRoom = 4.0f;
 constexpr uint64_t kRdSampleMinWeights = uint64_t(1) << 18;
 constexpr uint64_t kRdSampleFraction = 256;
 
+// Default calibration size (--calibration-seqs 0): 64 sequences of the context, fewer when tokens ×
+// decoder Linear weights would exceed kRdCalibrationWork = 2^43 ≈ 8.8e12, but at least 4. The
+// calibrated work per run grows with tokens × weights (the layer forwards, and the moments H, C:
+// tokens × K² per input); 2^43 keeps a Qwen3-4B-sized model's calibration forwards and moments within
+// a few minutes of 2 cores per sequential run. stories260K: 64; Qwen3-0.6B: 39; Qwen3-4B: 4 (2048
+// tokens; the experiment found 64 vs 256 sequences moved KL by <= 0.01).
+constexpr double kRdCalibrationWork = 8.796093022208e12;  // 2^43
+int rd_auto_calibration_seqs(double decoder_weights, int64_t ctx);
+
+// --rd-weighting auto: per-Linear sensitivities cost one whole-model forward of the sensitivity
+// sequences per Linear, (Linears + 1) × tokens × (decoder + head weights) multiply-adds; measured when
+// that is at most 2^46 ≈ 7e13 (stories260K: 2e10, Qwen3-0.6B: ≈ 6e13), else uniform weighting
+// (Qwen3-4B: ≈ 5e14, hours on 2 cores).
+constexpr double kRdSensitivityWork = 7.0368744177664e13;  // 2^46
+
+// Size limit of the λ search's cache of every layer's H and corrected weight (f32).
+constexpr uint64_t kRdCacheBytes = uint64_t(512) << 20;
+
 struct Model;
 struct Session;
 
@@ -100,12 +118,20 @@ class RdJob {
   std::map<std::string, std::vector<float>> target_cache_;  // module -> corrected weight (with h_cache_)
   int64_t ctx_ = 0;
   double calib_seconds_ = 0, sens_seconds_ = 0, search_seconds_ = 0;
+  // Parts of the calibrated work over all runs: calib_seconds_ (forwards and moments, without the layer
+  // work), of which moments_seconds_; the layer work: factor, input correction, quantization (+ refinement).
+  double moments_seconds_ = 0, factor_seconds_ = 0, correct_seconds_ = 0, quant_seconds_ = 0;
   int search_runs_ = 0;
   // λ search with calibration: the H of every layer from the first (λ = 0, sequential) run, reused by
-  // the search runs so that they need no forward passes (only when they fit in 1 GiB).
-  std::map<std::string, std::vector<double>> h_cache_;
+  // the search runs so that they need no forward passes (only when H and the corrected weights of every
+  // layer fit in kRdCacheBytes; otherwise every run is sequential).
+  std::map<std::string, std::vector<float>> h_cache_;
   std::map<std::string, std::string> owner_cache_;
   bool fill_h_cache_ = false, use_h_cache_ = false;
+  // Models whose cache would not fit: the first run keeps each input's column weights 1/U_jj² (K floats),
+  // and the later search and table runs are proxies on a row subsample without feedback (see the constructor).
+  std::map<std::string, std::vector<float>> col_weight_cache_;
+  bool fill_col_weights_ = false, proxy_search_ = false;
   // uncalibrated search on a row subsample (see kRdSampleWeights)
   int64_t sample_stride_ = 1;
   bool sampling_ = false;
