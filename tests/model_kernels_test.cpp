@@ -335,15 +335,26 @@ TEST(ModelKernels, AttentionHelpers) {
       EXPECT_FLOAT_EQ(kernels::dot_avx512(a.data(), b.data(), n), float(ref));
     }
   }
-  auto y2 = y, y3 = y;
-  kernels::axpy_scalar(0.5f, a.data(), y.data(), 67);
-  if (int(kernel_isa()) >= int(Isa::kAvx2)) {
-    kernels::axpy_avx2(0.5f, a.data(), y2.data(), 67);
-    EXPECT_EQ(y, y2);
-  }
-  if (int(kernel_isa()) >= int(Isa::kAvx512)) {
-    kernels::axpy_avx512(0.5f, a.data(), y3.data(), 67);
-    EXPECT_EQ(y, y3);
+  // axpy: every path rounds once per element (fused), so random operands, where a separate multiply and
+  // add would round differently, give identical bits on every ISA (rd's refinement relies on it).
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(67), y0(67);
+  for (int i = 0; i < 67; ++i) x[size_t(i)] = nd(rng), y0[size_t(i)] = nd(rng);
+  for (int64_t n : {1, 7, 16, 17, 67}) {
+    const float alpha = 0.37f * nd(rng);
+    auto ys = y0, y2 = y0, y3 = y0;
+    kernels::axpy_scalar(alpha, x.data(), ys.data(), n);
+    for (int64_t i = 0; i < 67; ++i)
+      ASSERT_EQ(ys[size_t(i)], i < n ? std::fma(alpha, x[size_t(i)], y0[size_t(i)]) : y0[size_t(i)]) << "n " << n << " i " << i;
+    if (int(kernel_isa()) >= int(Isa::kAvx2)) {
+      kernels::axpy_avx2(alpha, x.data(), y2.data(), n);
+      EXPECT_EQ(ys, y2) << "n " << n;
+    }
+    if (int(kernel_isa()) >= int(Isa::kAvx512)) {
+      kernels::axpy_avx512(alpha, x.data(), y3.data(), n);
+      EXPECT_EQ(ys, y3) << "n " << n;
+    }
   }
   FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }

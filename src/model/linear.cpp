@@ -65,8 +65,10 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+// y += a·x with one rounding per element (fused multiply-add), as the SIMD twins' vfmadd: rd's
+// refinement accumulates through it, and its decisions must not depend on the ISA.
 void axpy_scalar(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);
 }
 
 void rows_scalar(const Linear& w, const float* x, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch) {

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "model/linear.h"
@@ -118,7 +119,7 @@ void axpy_avx2(float a, const float* x, float* y, int64_t n) {
   const __m256 av = _mm256_set1_ps(a);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += a * x[i];
+  for (; i < n; ++i) y[i] = std::fma(a, x[i], y[i]);  // fused like the vector body and axpy_scalar
 }
 
 // AVX2 has no VNNI (AVX-VNNI is a separate feature): vpmaddubsw sums byte pairs into int16 (at most
