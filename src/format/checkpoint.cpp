@@ -37,6 +37,8 @@ void copy_file_exact(const std::string& from, const std::string& to) {
   if (ec) fail_io("cannot copy " + from + " to " + to + ": " + ec.message());
 }
 
+void TensorRef::release() const { release_pages(file->map, size_t(data() - file->map.data), size_t(info->nbytes())); }
+
 const TensorRef* Checkpoint::find(const std::string& name) const {
   auto it = by_name.find(name);
   return it == by_name.end() ? nullptr : &it->second;

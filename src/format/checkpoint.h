@@ -14,6 +14,9 @@ struct TensorRef {
   const SafetensorsFile* file = nullptr;
   const TensorInfo* info = nullptr;
   const uint8_t* data() const { return file->data_of(*info); }
+  // Drops the tensor's resident pages (read again from the page cache if touched later), so that a
+  // job's resident set follows the tensors in hand, not the whole checkpoint.
+  void release() const;
 };
 
 struct Checkpoint {

@@ -48,9 +48,8 @@ void Checker::report_block_scales(const TensorRef* scale, const TensorRef* packe
     error(CheckKind::kZeroScaleNonzeroCodes, n,
           std::to_string(r.zero_nonzero_codes) + " block(s) have a zero scale but nonzero FP4 codes, " + where(r.first_zero),
           "those weights dequantize to 0: the stored codes are silently lost");
-  release_pages(scale->file->map, size_t(scale->data() - scale->file->map.data), size_t(scale->info->nbytes()));
-  if (packed)
-    release_pages(packed->file->map, size_t(packed->data() - packed->file->map.data), size_t(packed->info->nbytes()));
+  scale->release();
+  if (packed) packed->release();
 }
 
 // Does any compressed-tensors config group target this module (Linear class, exact name or re:)?

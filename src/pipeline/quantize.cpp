@@ -43,10 +43,6 @@ std::string strip_suffix(const std::string& s, const std::string& suf) { return 
 // (Qwen3-4B: 100 MB, 70B-class: 0.9 GB); a larger one is released in between and read twice.
 constexpr uint64_t kGroupResidentBytes = 1ull << 30;
 
-void release_tensor(const TensorRef& r) {
-  release_pages(r.file->map, size_t(r.data() - r.file->map.data), r.info->nbytes());
-}
-
 WeightView view_of(const TensorRef& r) {
   return WeightView{r.data(), r.info->dtype, r.info->shape[0], r.info->shape[1]};
 }
@@ -156,8 +152,8 @@ bool redundant_tied_head(const Checkpoint& src, const json& cfg) {
   const TensorRef* embed = src.find("model.embed_tokens.weight");
   if (!head || !embed || head->info->dtype != embed->info->dtype || head->info->shape != embed->info->shape) return false;
   bool same = std::memcmp(head->data(), embed->data(), head->info->nbytes()) == 0;
-  release_tensor(*head);
-  release_tensor(*embed);
+  head->release();
+  embed->release();
   return same;
 }
 
@@ -277,7 +273,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
       rnd = r.info->dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
       bool finite = true;
       amax = std::max(amax, weight_amax(view_of(r), threads, &finite));
-      if (!resident) release_tensor(r);  // read again when encoded; keeps resident memory to one tensor
+      if (!resident) r.release();  // read again when encoded; keeps resident memory to one tensor
       if (!finite) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (absmax refuses non-finite weights)");
     }
     // F16 sources: computed in f32 (compressed-tensors would overflow in F16; documented deviation).
@@ -285,7 +281,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     for (const auto& m : g) {
       const TensorRef& r = src->get(m + ".weight");
       absmax_encode(view_of(r), gs, o.canonical_zero, threads, K, enc);
-      release_tensor(r);
+      r.release();
       encoded[m] = emit(m);
     }
   };
@@ -307,7 +303,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     }
     if (rd) {
       rd->encode(m, enc);
-      release_tensor(r);
+      r.release();
       res.layers.push_back(emit(m));
     } else {
       if (!encoded.count(m)) encode_group(group_of.at(m));
@@ -416,7 +412,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha);
     if (check.bad_block >= 0)
       fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(check.bad_block));
-    release_tensor(*sc);
+    sc->release();
     L.M = check.M;
     L.scales = std::make_shared<SeedScales>(check);
     if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
@@ -546,9 +542,9 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     // The last layer's input pages are released (unmapped) on the I/O thread, off the critical path
     // to the final fsync; earlier layers' right here, so that at most one layer's stay resident.
     auto release_inputs = [&L] {
-      release_tensor(*L.w);
-      release_tensor(*L.packed);
-      release_tensor(*L.scale);
+      L.w->release();
+      L.packed->release();
+      L.scale->release();
     };
     if (li + 1 < layers.size()) release_inputs();
     else io.call(release_inputs);

@@ -70,12 +70,6 @@ void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, 
   });
 }
 
-// Drops the resident pages of a mapped tensor (re-read from the page cache if touched again), so that
-// the resident set follows the layer being processed, not the whole checkpoint.
-void release_tensor(const TensorRef& r) {
-  release_pages(r.file->map, size_t(r.data() - r.file->map.data), size_t(r.info->nbytes()));
-}
-
 // Thrown by the calibration observer to end a layer pass early (everything after the stage's input is unused).
 struct StopLayer {};
 
@@ -132,6 +126,7 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
       bool finite = true;
       amax = std::max(amax, weight_amax(WeightView{r.data(), r.info->dtype, r.info->shape[0], r.info->shape[1]}, threads_, &finite));
       if (!finite) fail_input(r.file->path() + ": tensor '" + m + ".weight' holds NaN or Inf (rd refuses non-finite weights)");
+      r.release();  // read again tensor by tensor later: the resident set must not grow to the whole model
       rnd = r.info->dtype == DType::BF16 ? SourceRounding::kBF16 : SourceRounding::kF32;
     }
     float gs = amax > 0 ? 2688.0f / (amax * kRdGlobalRoom) : 1.0f;
@@ -452,13 +447,14 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     if (!calibrated && pooled_tables_) {  // straight from the source rows: no whole-tensor f32 copy
       done.emplace_back(m, rd_plain_layer(ref.data(), ref.info->dtype, t.shape[0], t.shape[1], gs_.at(m), lambda_ / sensitivity_.at(m),
                                           threads_, tables_));
+      ref.release();
       return;
     }
     // One f32 buffer reused across tensors: a fresh 100 MB vector per tensor costs its page faults again.
     std::vector<float>& W = weight_buf_;
     W.resize(size_t(ref.info->numel()));
     convert_to_f32(ref.data(), ref.info->dtype, W.size(), W.data());
-    if (calibrated) release_tensor(ref);  // the f32 copy is what the layer work reads
+    ref.release();  // the f32 copy is what the layer work reads
     const RdHessian* h = nullptr;
     if (calibrated) {
       auto it = owner.find(m);
@@ -505,11 +501,11 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   auto release_layer_pages = [&] {
     if (model_ && u.layer >= 0)
       for (const auto& n : model_->ckpt->names)
-        if (decoder_layer_of(n) == u.layer) release_tensor(model_->ckpt->get(n));
+        if (decoder_layer_of(n) == u.layer) model_->ckpt->get(n).release();
   };
   auto release_unit = [&] {
     // This unit's source pages are not needed again in this run: let the resident set shrink.
-    for (const auto& m : u.modules) release_tensor(src_.get(m + ".weight"));
+    for (const auto& m : u.modules) src_.get(m + ".weight").release();
     release_layer_pages();
   };
   if (calibrated && proxy_search_) {
