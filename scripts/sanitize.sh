@@ -13,9 +13,10 @@ configure() {  # dir sanitizer
     -DFP4Z_SANITIZE="$2" -DFP4Z_BENCH=OFF "${launcher[@]}" >/dev/null
 }
 # Threaded code: thread pool and kernels of the model, parallel check scans, container compression and
-# decompression on several threads, quantization on all cores, eval's threaded forward pass.
+# decompression on several threads, quantization on all cores (the I/O queue, seed's segments, rd's row pass),
+# eval's threaded forward pass.
 # Under the sanitizers the one CPU-time bound (a million-tensor header checked in < 5 s) is not asserted.
-TSAN_TESTS='ModelKernels|ForwardVsOracle|CheckTest|Container|Agreement|Stats|EvalPpl'
+TSAN_TESTS='ModelKernels|ForwardVsOracle|CheckTest|Container|Agreement|Stats|EvalPpl|IoQueue|SeedSegments|RdPlain'
 if [ "$which" = all ] || [ "$which" = asan ]; then
   start=$(date +%s)
   configure build-asan address
