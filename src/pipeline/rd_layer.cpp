@@ -19,8 +19,6 @@ namespace {
 constexpr int64_t kTileRows = 64;   // rows quantized together so that U's rows are read once per tile
 constexpr int64_t kChunkRows = 256;  // rows of W per product in the correction and the refinement
 
-void pack_row(const uint8_t* codes, int64_t K, uint8_t* packed) { pack_nibbles(codes, size_t(K), packed); }
-
 // The no-feedback pass (wt = col_weight, or 1): rd_choose_blocks row by row; row_sq (optional, [N]) gets each row's
 // squared weight error in double.
 void plain_pass(const float* W, int64_t N, int64_t K, const RdBlockParams& p, uint8_t* packed, uint8_t* scales, double* row_sq,
@@ -33,7 +31,7 @@ void plain_pass(const float* W, int64_t N, int64_t K, const RdBlockParams& p, ui
       double sq = 0;
       rd_choose_blocks(prep, W + int64_t(r) * K, col_weight, size_t(nb), codes.data(), scales + int64_t(r) * nb, row_sq ? &sq : nullptr);
       if (row_sq) row_sq[r] = sq;
-      pack_row(codes.data(), K, packed + int64_t(r) * K / 2);
+      pack_nibbles(codes.data(), size_t(K), packed + int64_t(r) * K / 2);
     }
   });
 }
@@ -160,7 +158,7 @@ void rd_quantize_pass(const float* W, int64_t N, int64_t K, const float* U, cons
         // The block's errors reach every later column at once: W[:, j1:] -= E · U[j0:j1, j1:].
         if (j1 < K) gemm_nn_acc(rows, K - j1, j1 - j0, E.data(), B, U + j0 * K + j1, K, Wt.data() + j1, K, -1.0f, 1);
       }
-      for (int64_t r = 0; r < rows; ++r) pack_row(codes.data() + r * K, K, packed + (r0 + r) * K / 2);
+      for (int64_t r = 0; r < rows; ++r) pack_nibbles(codes.data() + r * K, size_t(K), packed + (r0 + r) * K / 2);
     }
   });
 }
@@ -263,7 +261,7 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, c
           }
           if (!changed) break;
         }
-        pack_row(c_row, K, packed + (r0 + r) * K / 2);
+        pack_nibbles(c_row, size_t(K), packed + (r0 + r) * K / 2);
         if (row_h) {
           double s = 0;
           for (int64_t k = 0; k < K; ++k) s += double(d_row[k]) * (double(g[k]) - double(h.added[size_t(k)]) * double(d_row[k]));

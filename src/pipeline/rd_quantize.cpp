@@ -144,12 +144,11 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
   input_correction_ = !o.calibration.empty() && o.rd_inputs == "source";
   staged_calibration_ = o.rd_stages == "group";
   if (!o.calibration.empty()) setup_calibration();
-  if (!model_) {
-    uint64_t total = 0;
-    for (const auto& m : modules) total += uint64_t(src.get(m + ".weight").info->numel());
-    sample_stride_ = int64_t(std::max<uint64_t>(1, total / std::max(kRdSampleMinWeights, total / kRdSampleFraction)));
-    sampling_ = sample_stride_ > 1;
-  }
+  // Row stride of the search runs' subsample (used without calibration, and by the proxy runs below).
+  uint64_t total_weights = 0;
+  for (const auto& m : modules) total_weights += uint64_t(src.get(m + ".weight").info->numel());
+  sample_stride_ = int64_t(std::max<uint64_t>(1, total_weights / std::max(kRdSampleMinWeights, total_weights / kRdSampleFraction)));
+  if (!model_) sampling_ = sample_stride_ > 1;
 
   // Rate tables. "pooled": one model-wide table pair, from the pooled histogram of a whole-model
   // run, refined a fixed number of times (the estimate does not converge); the figure that
@@ -172,11 +171,6 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
     // column's error weighted by the first run's 1/U_jj² (GPTQ's per-element distortion): an estimate of
     // the rate (and of the pooled tables) at a small fraction of a sequential run's cost.
     fill_col_weights_ = !fill_h_cache_;
-    if (fill_col_weights_) {
-      uint64_t total = 0;
-      for (const auto& m : modules) total += uint64_t(src.get(m + ".weight").info->numel());
-      sample_stride_ = int64_t(std::max<uint64_t>(1, total / std::max(kRdSampleMinWeights, total / kRdSampleFraction)));
-    }
   }
   const double b0 = run_bits(0.0, &d0, &h);
   use_h_cache_ = fill_h_cache_;
