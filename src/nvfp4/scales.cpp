@@ -153,12 +153,6 @@ EntropyProxy proxy_of_chunks(const std::vector<double>& hs) {
 
 }  // namespace
 
-double chunk_even_odd_entropy(const uint8_t* p, size_t len) {
-  uint32_t even[256] = {}, odd[256] = {};
-  count_even_odd(p, len, 0, even, odd);
-  return even_odd_entropy(even, odd, len);
-}
-
 EntropyProxyCounts::EntropyProxyCounts(size_t nbytes) : n_(nbytes), counts_((nbytes + kChunk - 1) / kChunk * 512, 0) {}
 
 void EntropyProxyCounts::add(const uint8_t* p, size_t offset, size_t len) {
@@ -199,12 +193,13 @@ void EntropyProxyCounts::code_counts(uint64_t hist[16]) const {
 
 EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads) {
   if (n == 0) return EntropyProxy{};
+  // Whole chunks per work item: each is counted by one thread, without atomics.
   const size_t chunk = EntropyProxyCounts::kChunk;
-  std::vector<double> hs((n + chunk - 1) / chunk);
-  parallel_for(hs.size(), threads, 16, [&](size_t b, size_t e) {
-    for (size_t c = b; c < e; ++c) hs[c] = chunk_even_odd_entropy(bytes + c * chunk, std::min(chunk, n - c * chunk));
+  EntropyProxyCounts counts(n);
+  parallel_for((n + chunk - 1) / chunk, threads, 16, [&](size_t b, size_t e) {
+    counts.add(bytes + b * chunk, b * chunk, std::min(n, e * chunk) - b * chunk);
   });
-  return proxy_of_chunks(hs);
+  return counts.proxy(threads);
 }
 
 EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n) { return entropy_proxy_parallel(bytes, n, 1); }

@@ -34,11 +34,10 @@ struct EntropyProxy {
 EntropyProxy entropy_proxy(const uint8_t* bytes, size_t n);
 // Same, computing the chunks' entropies on `threads` threads (identical result).
 EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads);
-// H_chunk of one chunk: mean of the even-offset and odd-offset byte entropies.
-double chunk_even_odd_entropy(const uint8_t* p, size_t len);
 
 // The same proxy from byte counts gathered piece by piece while a tensor is produced, so that no
-// second pass reads it: per 32 KiB chunk, the counts of its even-offset and odd-offset bytes.
+// second pass reads it: per 32 KiB chunk, the counts of its even-offset and odd-offset bytes (H_chunk is
+// the mean of the two halves' byte entropies).
 class EntropyProxyCounts {
  public:
   static constexpr size_t kChunk = 32768;
