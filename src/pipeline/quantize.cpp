@@ -368,9 +368,8 @@ struct SeedLayer {
   const TensorRef* gscale;
   int64_t R, C;
   float g_t;
-  float M = 0;
   float g1 = 1;
-  std::shared_ptr<SeedScales> scales;  // steps 1-3 from the planning pass (per code: kept, not redone)
+  std::shared_ptr<SeedScales> scales;  // steps 1-3 and their maximum M from the planning pass (per code: kept, not redone)
 };
 
 std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, const QuantizeOptions& o) {
@@ -408,14 +407,13 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     L.C = ws[1];
     L.g_t = q.global_scale;
     const TensorRef* sc = q.block_scales;
-    // Planning pass: only the maximum is kept, block scales are recomputed when the layer is encoded.
-    SeedScales check = seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha);
-    if (check.bad_block >= 0)
-      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(check.bad_block));
+    // Planning pass: steps 1-3 are tabulated per scale code (with their maximum M, which sets the global
+    // scale); the encoding takes the block scales from these tables.
+    L.scales = std::make_shared<SeedScales>(seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha));
+    if (L.scales->bad_block >= 0)
+      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(L.scales->bad_block));
     sc->release();
-    L.M = check.M;
-    L.scales = std::make_shared<SeedScales>(check);
-    if (!std::isfinite(L.M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
+    if (!std::isfinite(L.scales->M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
   }
   if (layers.empty()) fail_input(tpl.dir + ": no template layer (NVFP4 module) selected");
@@ -462,7 +460,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     prefixes.push_back(L.prefix);
     by_prefix[L.prefix] = &L;
   }
-  for (auto& L : layers) L.g1 = seed_global_scale(L.M);
+  for (auto& L : layers) L.g1 = seed_global_scale(L.scales->M);
   for (const auto& g : group_fused(prefixes)) {
     std::string key = fused_group_key(g[0]);
     if (key.empty()) continue;
@@ -476,7 +474,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
         fail_input("--fused-global-scale: the selection holds only part of the fused group of '" + g[0] + "' (" +
                    std::to_string(g.size()) + " of the template's " + std::to_string(want) + " quantized members)");
       float MG = 0;
-      for (const auto& p : g) MG = std::max(MG, by_prefix[p]->M);
+      for (const auto& p : g) MG = std::max(MG, by_prefix[p]->scales->M);
       float gG = seed_global_scale(MG);
       for (const auto& p : g) by_prefix[p]->g1 = gG;
     } else if (g.size() > 1) {
