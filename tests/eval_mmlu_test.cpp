@@ -1,5 +1,5 @@
-// MMLU protocol: CSV reading, prompt text and Qwen3 token ids of a known question (ids from the
-// @huggingface/tokenizers reference), shot truncation, and an end-to-end `fp4z eval mmlu` run on a
+// MMLU protocol: CSV reading, prompt text and Qwen3 token ids of a known question (ids from PyPI
+// `tokenizers` 0.23.3), shot truncation, and an end-to-end `fp4z eval mmlu` run on a
 // generated Qwen3-shaped model whose first prediction is checked against the numpy oracle.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -84,7 +84,7 @@ TEST(Mmlu, KnownQuestionPromptAndQwen3Ids) {
             "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\n"
             "A. 0\nB. 4\nC. 2\nD. 6\nAnswer:");
   EXPECT_EQ(p0.answer, 1);
-  // @huggingface/tokenizers 0.2.0, encode(text, {add_special_tokens: false})
+  // Hugging Face tokenizers (PyPI 0.23.3) Tokenizer.encode(text, add_special_tokens=False).ids
   const std::vector<int32_t> want0 = {785,  2701, 525,   5248, 5754,  4755, 320, 4197, 11253, 8,   911, 8115, 46876,
                                       382,  9885, 279,   8381, 369,   279,  2661, 2070, 8894, 1207, 83073, 7,   17,
                                       701,  17946, 7,    18,   701,   17946, 7,   16,   23,   593, 916, 1207, 624,

@@ -325,16 +325,18 @@ std::vector<std::string> random_texts(size_t count) {
   return out;
 }
 
-// Every physical line of every MMLU test CSV and of WikiText-2 (plus the random strings above),
-// against Hugging Face's `tokenizers` (PyPI).
+// Every physical line of every MMLU CSV (test and the dev shots) and of WikiText-2 (plus the random
+// strings above), against Hugging Face's `tokenizers` (PyPI).
 TEST_F(TokenizerQwen3, MatchesHuggingFaceTokenizers) {
   std::vector<std::string> texts;
   std::vector<std::string> files;
-  for (const auto& e : fs::directory_iterator(kFixtures + "/eval/mmlu/test")) {
-    if (e.path().extension() == ".csv") files.push_back(e.path().string());
+  for (const char* split : {"/eval/mmlu/test", "/eval/mmlu/dev"}) {
+    for (const auto& e : fs::directory_iterator(kFixtures + split)) {
+      if (e.path().extension() == ".csv") files.push_back(e.path().string());
+    }
   }
   std::sort(files.begin(), files.end());
-  ASSERT_EQ(files.size(), 57u);
+  ASSERT_EQ(files.size(), 2u * 57u);
   files.push_back(kFixtures + "/eval/wikitext-2/wiki.test.raw");
   for (const auto& f : files) {
     auto lines = lines_of(read_file(f));
