@@ -30,6 +30,10 @@ READ_AS_WRITTEN = {
     "negative_scale": "transformers applies the sign; vLLM's Marlin kernel (not confirmed here) assumes block scales >= 0",
     "zero_scale_nonzero_codes": "a producer defect: the codes of a zero-scale block are lost in every loader",
     "metadata": "transformers 4.x refused safetensors whose metadata format is not pt/tf/flax/mlx; 5.17 loads them",
+    "fused_decision": "vLLM (not confirmed here) raises 'Found a different quantization schemes' for a fused q/k/v or "
+                      "gate/up whose members differ; transformers runs each module on its own",
+    "no_quantized_linear": "not a loader rule: the file is a dense model that every loader reads as one; fp4z check "
+                           "was asked about an NVFP4 checkpoint and says it is none",
 }
 
 
@@ -83,6 +87,22 @@ def m_status(t, meta, cfg): cfg["quantization_config"]["quantization_status"] = 
 def m_quantized_but_ignored(t, meta, cfg): cfg["quantization_config"]["ignore"].append(LAYER)
 def m_dense_not_ignored(t, meta, cfg): cfg["quantization_config"]["ignore"].remove("lm_head")
 def m_metadata(t, meta, cfg): meta["format"] = "np"
+def m_scalar_global(t, meta, cfg): t[LAYER + ".weight_global_scale"][1] = []  # 0-d, same 4 bytes
+def m_input_scale_w4a16(t, meta, cfg): t[LAYER + ".input_global_scale"] = ["F32", [1], f32(100.0)]
+def m_fused_member_dense(t, meta, cfg):
+    """k_proj stored dense (and ignored) with compressed-tensors' own decompression of its NVFP4 bytes, q/v stay NVFP4."""
+    import torch
+    from compressed_tensors.compressors.nvfp4.base import NVFP4PackedCompressor
+    from compressed_tensors.quantization import QuantizationConfig
+
+    scheme = QuantizationConfig.model_validate(cfg["quantization_config"]).config_groups["group_0"]
+    parts = {}
+    for k, dt in (("weight_packed", torch.uint8), ("weight_scale", torch.float8_e4m3fn), ("weight_global_scale", torch.float32)):
+        _, shape, data = t.pop(f"{LAYER}.{k}")
+        parts[k] = torch.frombuffer(bytearray(data), dtype=dt).reshape(shape)
+    w = NVFP4PackedCompressor.decompress(parts, scheme)["weight"].to(torch.bfloat16)
+    t[LAYER + ".weight"] = ["BF16", list(w.shape), w.view(torch.int16).numpy().tobytes()]
+    cfg["quantization_config"]["ignore"].append(LAYER)
 def m_zero_block_codes(t, meta, cfg):
     set_scale_byte(t[LAYER + ".weight_scale"], 0x00)
     d = bytearray(t[LAYER + ".weight_packed"][2])
@@ -107,6 +127,9 @@ CASES = {
     "dense_linear_not_ignored": ("ignore", m_dense_not_ignored),
     "metadata_format": ("metadata", m_metadata),
     "zero_scale_nonzero_codes": ("zero_scale_nonzero_codes", m_zero_block_codes),
+    "scalar_global_scale_0d": ("shape", m_scalar_global),
+    "input_scale_in_w4a16": ("extra_tensor", m_input_scale_w4a16),
+    "fused_member_kept_dense": ("fused_decision", m_fused_member_dense),
 }
 
 
@@ -178,3 +201,99 @@ def test_unfused_seed_is_read_correctly_by_transformers_but_flagged(models, tmp_
     assert complaints == []
     kl = kl_per_position(hf_logits(model, IDS), fp4z_logits(out, IDS, tmp_path)).mean()
     assert kl <= 5e-3, kl
+
+
+E2M1_VALUES = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float32)
+
+
+def nvfp4_absmax(w):
+    """Absmax NVFP4 of w [N, K] for any K (the last block short when K % 16 != 0), written here to build a file that
+    fp4z and llm-compressor refuse to write: (codes [N, ceil(K/2)] U8, block scales [N, ceil(K/16)] F8, global [1] F32)."""
+    import torch
+
+    n, k = w.shape
+    glob = np.float32(448 * 6) / np.abs(w).max()
+    blocks = np.zeros((n, -(-k // 16) * 16), np.float32)
+    blocks[:, :k] = w
+    blocks = blocks.reshape(n, -1, 16)
+    scale = torch.tensor(np.abs(blocks).max(-1) / 6 * glob).to(torch.float8_e4m3fn)
+    step = scale.float().numpy()[..., None] / glob
+    x = np.divide(blocks, step, out=np.zeros_like(blocks), where=step > 0)
+    codes = (np.abs(np.abs(x)[..., None] - E2M1_VALUES).argmin(-1) | (np.signbit(x) << 3)).reshape(n, -1)[:, :k + k % 2]
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scale.view(torch.uint8).numpy(), np.array([glob], np.float32)
+
+
+def test_k_not_multiple_of_16_is_rejected_by_compressed_tensors(models, tmp_path):
+    """stories260K's down_proj (K = 172) quantized anyway, with a short last block: compressed-tensors refuses it."""
+    clean_dir = models.quantized("stories260K", "absmax")
+    model, complaints = hf_load(clean_dir)
+    assert complaints == []
+    clean_logits = hf_logits(model, IDS)
+    module = "model.layers.0.mlp.down_proj"
+    bad = tmp_path / "k172"
+    shutil.copytree(clean_dir, bad)
+    tensors, meta = read_raw(bad / "model.safetensors")
+    dtype, shape, data = tensors.pop(module + ".weight")
+    assert dtype == "F32" and shape[1] % 16 != 0, (dtype, shape)
+    packed, scale, glob = nvfp4_absmax(np.frombuffer(data, np.float32).reshape(shape))
+    tensors[module + ".weight_packed"] = ["U8", list(packed.shape), packed.tobytes()]
+    tensors[module + ".weight_scale"] = ["F8_E4M3", list(scale.shape), scale.tobytes()]
+    tensors[module + ".weight_global_scale"] = ["F32", [1], glob.tobytes()]
+    write_raw(bad / "model.safetensors", tensors, meta)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["quantization_config"]["ignore"].remove(module)
+    (bad / "config.json").write_text(json.dumps(cfg))
+
+    report = json.loads(run_fp4z("check", bad, "--json", "--quiet", expect=1).stdout)
+    assert "k_not_multiple_of_16" in {f["kind"] for f in report["findings"] if f["severity"] == "error"}
+    outcome, detail = library_outcome(bad, clean_logits)
+    assert outcome == "rejected" and "group_size" in detail, (outcome, detail)
+
+
+def test_no_quantized_linear_reads_as_the_dense_model(models, tmp_path):
+    """A dense checkpoint with an NVFP4 quantization_config that ignores every Linear: fp4z check says it holds no
+    NVFP4 Linear; transformers reads it as the dense model it is (READ_AS_WRITTEN: not a loader rule)."""
+    import torch
+
+    src = models.source("qwen3-bf16-untied")
+    dense, complaints = hf_load(src)
+    assert complaints == []
+    bad = tmp_path / "no_quantized_linear"
+    shutil.copytree(src, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    qcfg = json.loads((models.quantized("qwen3-bf16-untied", "absmax") / "config.json").read_text())["quantization_config"]
+    qcfg["ignore"] = [n for n, m in dense.named_modules() if isinstance(m, torch.nn.Linear)]
+    cfg["quantization_config"] = qcfg
+    (bad / "config.json").write_text(json.dumps(cfg))
+
+    report = json.loads(run_fp4z("check", bad, "--json", "--quiet", expect=1).stdout)
+    assert "no_quantized_linear" in {f["kind"] for f in report["findings"] if f["severity"] == "error"}
+    assert library_outcome(bad, hf_logits(dense, IDS))[0] == "same"
+
+
+@pytest.mark.parametrize("value", [0.0, float("nan")], ids=["zero", "nan"])
+def test_bad_input_global_scale_is_misread_in_w4a4(tmp_path, value):
+    """W4A4 (activations quantized too; a compressed-tensors file written by tests/oracle_forward.py): an
+    input_global_scale of 0 or NaN is bad_global_scale for fp4z check and gives non-finite logits in transformers."""
+    import subprocess
+
+    from conftest import NUMPY_ORACLE
+
+    clean_dir = tmp_path / "w4a4"
+    subprocess.run([*NUMPY_ORACLE, "make", "--arch", "qwen3", "--weights", "ct-w4a4", "--untied", "--out", str(clean_dir)],
+                   check=True)
+    model, complaints = hf_load(clean_dir)
+    assert complaints == []
+    clean_logits = hf_logits(model, IDS)
+    assert np.all(np.isfinite(clean_logits))
+    bad = tmp_path / "bad_input_scale"
+    shutil.copytree(clean_dir, bad)
+    tensors, meta = read_raw(bad / "model.safetensors")
+    tensors[LAYER + ".input_global_scale"][2] = f32(value)
+    write_raw(bad / "model.safetensors", tensors, meta or {})
+
+    report = json.loads(run_fp4z("check", bad, "--json", "--quiet", expect=1).stdout)
+    bad_scales = [f for f in report["findings"] if f["kind"] == "bad_global_scale" and f["severity"] == "error"]
+    assert any(LAYER in f["tensor"] for f in bad_scales), report["findings"]
+    assert library_outcome(bad, clean_logits) == ("misread", "non-finite logits")
