@@ -26,7 +26,7 @@ ALLOWED_CONFIG_DIFFERENCES = {
     "torch_dtype",
 }
 
-SOURCES = ["stories260K", "qwen3-bf16", "qwen3-bf16-untied", "qwen3-f32", "llama-bf16"]
+SOURCES = ["stories260K", "qwen3-bf16", "qwen3-bf16-nohead", "qwen3-bf16-untied", "qwen3-f32", "llama-bf16"]
 
 
 def raw_tensors(model_dir):
