@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fp4z_logits, hf_load, hf_logits, kl_per_position
+from conftest import fp4z_logits, hf_load, hf_logits, kl_per_position, run_fp4z
 
 SOURCES = ["stories260K", "qwen3-bf16", "qwen3-bf16-nohead", "qwen3-bf16-untied", "qwen3-f32", "llama-bf16"]
 VARIANTS = [None, "absmax", "seed", "rd"]
@@ -130,3 +130,18 @@ def test_f32_declared_nvfp4_fails_in_transformers(models, tmp_path):
     model, _ = hf_load(bad)
     with pytest.raises(RuntimeError, match="dtype"):
         hf_logits(model, [1, 2, 3])
+
+
+@pytest.mark.parametrize("source", ["stories260K", "qwen3-bf16-untied"])
+def test_canonical_zero_reads_as_absmax(models, source, tmp_path):
+    """`--canonical-zero` (code 0 for -0) is the one absmax option that changes bytes: transformers loads it with no
+    complaint and computes bit-identical logits to the plain absmax output."""
+    out = tmp_path / "canonical_zero"
+    run_fp4z("quantize", "--source", models.source(source), "--out", out, "--canonical-zero", "--quiet")
+    plain_dir = models.quantized(source, "absmax")
+    assert (out / "model.safetensors").read_bytes() != (plain_dir / "model.safetensors").read_bytes()
+    model, complaints = hf_load(out)
+    assert complaints == []
+    plain, _ = hf_load(plain_dir)
+    for ids in token_sequences(plain_dir, model.config.vocab_size):
+        np.testing.assert_array_equal(hf_logits(model, ids), hf_logits(plain, ids))
