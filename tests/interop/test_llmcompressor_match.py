@@ -4,7 +4,7 @@ llm-compressor runs on the same source checkpoints (F32 and BF16; Llama and Qwen
 gate/up groups). It refuses targeted Linears whose in_features is not a multiple of 16, so those go in its
 `ignore` (with lm_head), exactly the layers fp4z keeps by itself. Compared: every tensor's dtype, shape and
 bytes; the `ignore` sets; and the two quantization_config objects as parsed by compressed-tensors' own
-QuantizationConfig, key by key. Keys allowed to differ, each for a stated reason, are listed in
+QuantizationConfig and as written in config.json, key by key. Keys allowed to differ, each for a stated reason, are listed in
 ALLOWED_CONFIG_DIFFERENCES.
 """
 import json
@@ -104,6 +104,12 @@ def test_absmax_is_byte_identical_to_llmcompressor(models, source, tmp_path):
     unexplained = [f"{k}: fp4z {our_flat.get(k, '<absent>')!r} vs llm-compressor {their_flat.get(k, '<absent>')!r}"
                    for k in differing if k not in ALLOWED_CONFIG_DIFFERENCES]
     assert unexplained == []
+    # The files as written, too: QuantizationConfig re-stamps `version` and drops keys it does not model.
+    raw_ours, raw_theirs = (flatten(cfg | {"quantization_config": cfg["quantization_config"] | {"ignore": sorted(cfg["quantization_config"]["ignore"])}})
+                            for cfg in (our_cfg, their_cfg))
+    raw_differing = sorted(k for k in set(raw_ours) | set(raw_theirs) if raw_ours.get(k, "<absent>") != raw_theirs.get(k, "<absent>"))
+    assert [k for k in raw_differing if k not in ALLOWED_CONFIG_DIFFERENCES] == [], \
+        {k: (raw_ours.get(k, "<absent>"), raw_theirs.get(k, "<absent>")) for k in raw_differing}
     if source in ("stories260K", "qwen3-f32"):
         assert their_cfg.get("torch_dtype") == "float32" and our_cfg.get("torch_dtype") == "bfloat16"
 
