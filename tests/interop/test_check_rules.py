@@ -7,6 +7,8 @@ Each case mutates one thing in a clean fp4z absmax checkpoint (generated Qwen3, 
   misread     it loads silently but computes other logits than the clean file (the clean file read twice
               gives identical logits, so any difference is the mutation being applied) or non-finite ones
   same        it loads and computes exactly what the clean file computes
+Three rules need another base file, each its own test below: k_not_multiple_of_16 (stories260K, K = 172),
+no_quantized_linear (the dense source) and bad W4A4 input scales (a W4A4 file from tests/oracle_forward.py).
 A rule that transformers does not enforce (it reads the file as written) is listed in READ_AS_WRITTEN with the
 reason fp4z enforces it anyway: another loader (vLLM, which needs a GPU: not confirmed here) or a producer
 defect that no loader can see. The list is in the README.
