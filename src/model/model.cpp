@@ -239,8 +239,8 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   if (c.tied) {
     m->lm_head = b.dense_from(emb, "model.embed_tokens", c.vocab, H);
   } else {
-    if (!m->ckpt->find("lm_head.weight") && !m->ckpt->find("lm_head.weight_packed"))
-      fail_input(dir + ": tie_word_embeddings is false but lm_head.weight is missing");
+    const Nvfp4Lookup head = find_nvfp4_tensors(*m->ckpt, "lm_head");
+    if (!head.quantized() && !head.dense) fail_input(dir + ": tie_word_embeddings is false but lm_head.weight is missing");
     m->lm_head = b.linear("lm_head", c.vocab, H);
   }
   m->quant_format = b.saw_ct && b.saw_modelopt ? "mixed" : b.saw_ct ? "compressed-tensors" : b.saw_modelopt ? "modelopt" : "none";
