@@ -1,6 +1,7 @@
-// Every command gives the same verdict on the same malformed NVFP4 module: check, compare, stats, generate
-// and eval ppl all reject it naming the module (check: an error finding, exit 1; the others exit 2), or all
-// accept it; compress + decompress restores every variant byte for byte (the container judges no format).
+// Every command gives the same verdict on the same malformed NVFP4 module: check, compare, stats, generate,
+// eval ppl, export-gguf and quantize's seed --template all reject it naming the module (check: an error
+// finding, exit 1; the others exit 2), or all accept it; compress + decompress restores every variant byte
+// for byte (the container judges no format).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -141,12 +142,18 @@ TEST_P(Agreement, EveryCommandGivesTheSameVerdict) {
       if (fd["severity"] == "error" && fd["tensor"].get<std::string>().find(kModule) != std::string::npos) check_rejects = true;
     EXPECT_EQ(check_rejects, v.malformed) << c.out;
 
-    const std::vector<std::pair<std::string, std::string>> cmds = {
+    std::vector<std::pair<std::string, std::string>> cmds = {
         {"compare", f + " compare --reference " + q(src) + " " + q(d)},
         {"stats", f + " stats --no-zstd --reference " + q(src) + " " + q(d)},
         {"generate", f + " generate -q --model " + q(d) + " --prompt-ids 1 -n 2"},
         {"eval ppl", f + " eval ppl -q --model " + q(d) + " --text " + q(*dir_ / "text.txt") + " --ctx 8 --chunks 2"},
+        {"export-gguf", f + " export-gguf " + q(d) + " -o " + q(work / "x.gguf")},
     };
+    // quantize reads NVFP4 only as seed's --template (an NVFP4 --source is refused as already quantized),
+    // and the template must be compressed-tensors: a ModelOpt one is refused whole, malformed or not.
+    if (!modelopt)
+      cmds.push_back({"quantize --template", f + " quantize --quiet --method seed --source " + q(src) + " --template " + q(d) +
+                                                 " --out " + q(work / "seed")});
     for (const auto& [what, cmd] : cmds) {
       CommandResult r = run_command(cmd);
       if (v.malformed) {
