@@ -11,29 +11,21 @@ rm -rf fp4z-v1.1 && mkdir -p fp4z-v1.1
 W=$(mktemp -d /tmp/fp4z-golden-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 # A compressed-tensors NVFP4 module: skewed FP4 codes [256, 512] (64 KiB packed), FP8 scales, a global scale.
-/usr/bin/python3 - "$W/in" <<'PY'
-import json, os, struct, sys
+/usr/bin/python3 - "$W/in" ../py <<'PY'
+import os, sys
 import numpy as np
 out = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+import safetensors_io
 os.makedirs(out)
 rng = np.random.default_rng(11)
 p = np.array([400, 20, 10, 5, 2, 1, 1, 1, 1, 20, 10, 5, 2, 1, 1, 1], dtype=np.float64)  # ~1 bit a code: a small file
 codes = rng.choice(16, size=(256, 512), p=p / p.sum()).astype(np.uint8)
 packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
 scales = rng.integers(0x30, 0x3C, size=(256, 32), dtype=np.uint8)
-g = np.array([448.0 * 6.0], dtype=np.float32)
 m = "model.layers.0.mlp.down_proj"
-tensors = [(m + ".weight_packed", "U8", packed), (m + ".weight_scale", "F8_E4M3", scales), (m + ".weight_global_scale", "F32", g)]
-header, pos = {"__metadata__": {"format": "pt"}}, 0
-for name, dt, a in tensors:
-    header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [pos, pos + a.nbytes]}
-    pos += a.nbytes
-h = json.dumps(header, separators=(",", ":")).encode()
-h += b" " * (-len(h) % 8)
-with open(out + "/model.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h)
-    for _, _, a in tensors:
-        f.write(np.ascontiguousarray(a).tobytes())
+safetensors_io.write_file(out + "/model.safetensors", [(m + ".weight_packed", "U8", packed), (m + ".weight_scale", "F8_E4M3", scales),
+                                                       (m + ".weight_global_scale", "F32", np.array([448.0 * 6.0], dtype=np.float32))])
 with open(out + "/config.json", "w") as f:
     f.write('{\n  "architectures": ["Qwen3ForCausalLM"],\n  "note": "golden container input, format 1.1"\n}\n')
 PY
