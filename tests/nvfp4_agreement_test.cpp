@@ -92,6 +92,9 @@ std::vector<Variant> variants() {
          t.shape = {1};
          return true;
        })},
+      // FP8 E4M3 block-scale values: 0x7F is NaN, 0xB8 is -1.0 (check: nan_scale / negative_scale).
+      {"nan_block_scale", true, on(&Names::scales, [](StTensor& t) { t.data[5] = 0x7F; return true; })},
+      {"negative_block_scale", true, on(&Names::scales, [](StTensor& t) { t.data[5] = 0xB8; return true; })},
       {"block_scales_u8", true, on(&Names::scales, [](StTensor& t) { t.dtype = "U8"; return true; })},
       {"block_scales_short", true, on(&Names::scales, [](StTensor& t) { drop_last_row(t); return true; })},
       {"codes_i8", true, on(&Names::codes, [](StTensor& t) { t.dtype = "I8"; return true; })},

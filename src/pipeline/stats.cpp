@@ -16,6 +16,7 @@
 #include "nvfp4/rd.h"
 #include "format/checkpoint.h"
 #include "format/nvfp4_tensors.h"
+#include "model/model.h"
 #include "nvfp4/measure.h"
 
 namespace fp4z {
@@ -71,6 +72,7 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
     if (!found.quantized()) continue;
     seen.insert(nr.module);
     Nvfp4Tensors q = require_nvfp4_tensors(found);
+    require_usable_block_scales(q, opt.threads);
     quant_bytes += q.codes->info->nbytes() + q.block_scales->info->nbytes() + 4;
     layers.push_back(q);
   }
