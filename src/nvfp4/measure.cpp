@@ -1,4 +1,5 @@
-// Code histogram and the dequantization error of packed NVFP4 weights against their source.
+// Code histogram, order-0 entropy, the dequantization error of packed NVFP4 weights against their source,
+// and the block-scale scan.
 #include "nvfp4/measure.h"
 
 #include <algorithm>

@@ -1,5 +1,6 @@
 // Measurements of NVFP4 codes shared by stats, compare and the quantizers: the effective block scale,
-// the code histogram and the one MSE formula (against source weights supplied row by row).
+// the code histogram, the order-0 entropy and the one MSE formula (against source weights supplied row
+// by row), and the numeric scan of block scales.
 #pragma once
 #include <cstddef>
 #include <cstdint>
