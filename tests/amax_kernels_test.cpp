@@ -7,6 +7,7 @@
 
 #include "common/cpu.h"
 #include "pipeline/amax_kernels.h"
+#include "test_util.h"
 
 using namespace fp4z;
 
@@ -49,4 +50,5 @@ TEST(AmaxKernels, IsaLevelsAgreeWithTheScalarScanAtEveryLengthAndAlignment) {
     }
   }
   EXPECT_GE(levels, 1);
+  FP4Z_SKIP_MISSING_ISA_LEVELS(CpuFeature::kAvx512);
 }

@@ -10,12 +10,14 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "format/checkpoint.h"
 #include "format/safetensors.h"
 #include "nvfp4/codec.h"
+#include "pipeline/check.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -185,15 +187,8 @@ RunResult run_fp4z(const std::string& args) {
 
 class CheckTest : public ::testing::Test {
  protected:
-  std::string dir;
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = std::string(FP4Z_BUILD_DIR) + "/check_test_tmp/" + info->name();
-    fs::remove_all(dir);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir);
-  }
+  fp4z::testing::TempDir tmp{"fp4z-check"};  // FP4Z_KEEP_TEST_DIRS=1 keeps it for inspection
+  std::string dir = tmp / "ck";
   RunResult check(const TinyCheckpoint& ck, const std::string& extra = "") {
     ck.write(dir);
     return run_fp4z("check " + dir + " " + extra);
@@ -551,3 +546,23 @@ TEST_F(CheckTest, ModelOptMissingInputScaleAndExclusion) {
 }
 
 }  // namespace
+
+// --json's "kind" values are an API: docs/check.md's table lists exactly the kinds of CheckKind.
+TEST(CheckKinds, DocumentedExactlyInCheckMd) {
+  const std::string doc = fp4z::testing::read_text(fp4z::testing::kSourceDir + "/docs/check.md");
+  std::set<std::string> kinds;
+  for (int k = 0; k < 1000; ++k) {  // kinds are numbered from 0 and only appended
+    std::string name = fp4z::check_kind_name(fp4z::CheckKind(k));
+    if (name == "unknown") break;
+    EXPECT_TRUE(kinds.insert(name).second) << "two kinds named " << name;
+    EXPECT_NE(doc.find("| `" + name + "` |"), std::string::npos) << name << " is not documented in docs/check.md";
+  }
+  size_t rows = 0;
+  for (size_t at = doc.find("\n| `"); at != std::string::npos; at = doc.find("\n| `", at + 1)) {
+    size_t end = doc.find('`', at + 4);
+    std::string name = doc.substr(at + 4, end - at - 4);
+    EXPECT_TRUE(kinds.count(name)) << "docs/check.md documents an unknown kind " << name;
+    ++rows;
+  }
+  EXPECT_EQ(rows, kinds.size());
+}

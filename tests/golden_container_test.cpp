@@ -1,6 +1,7 @@
-// The .fp4z v1.0 format cannot drift silently: a committed container (tests/golden/fp4z-v1.0, made once by
-// make_fp4z_v1.sh) must decode to its committed input bytes, and each committed corrupt variant must be
-// refused with its recorded error.
+// The .fp4z format cannot drift silently: a committed v1.0 container (tests/golden/fp4z-v1.0, made once by
+// make_fp4z_v1.sh) must decode to its committed input bytes, each committed corrupt variant must be refused
+// with its recorded error, and a committed v1.1 container with a mode-3 (64-lane) stream
+// (tests/golden/fp4z-v1.1, make_fp4z_v1_1.sh) must decode to input files of the recorded SHA-256.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -17,6 +18,7 @@ namespace tu = fp4z::testing;
 namespace {
 
 const std::string kGolden = tu::kSourceDir + "/tests/golden/fp4z-v1.0";
+const std::string kGolden11 = tu::kSourceDir + "/tests/golden/fp4z-v1.1";
 
 TEST(GoldenContainer, DecodesToTheCommittedBytes) {
   tu::TempDir tmp("fp4z-golden");
@@ -62,6 +64,27 @@ TEST(GoldenContainer, CorruptVariantsFailWithTheRecordedError) {
     ++n;
   }
   EXPECT_GE(n, 8u);
+}
+
+TEST(GoldenContainer, Version11DecodesToTheRecordedHashes) {
+  tu::TempDir tmp("fp4z-golden11");
+  tu::CommandResult r = tu::run_command(tu::kFp4z + " decompress " + tu::shell_quote(kGolden11 + "/wide.fp4z") + " -o " +
+                                        tu::shell_quote(tmp / "out"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  tu::CommandResult sums = tu::run_command("cd " + tu::shell_quote(tmp / "out") + " && sha256sum config.json model.safetensors && ls | wc -l");
+  ASSERT_EQ(sums.code, 0) << sums.err;
+  EXPECT_EQ(sums.out, tu::read_text(kGolden11 + "/wide.sha256") + "2\n");
+}
+
+TEST(GoldenContainer, Version11HoldsAWideStream) {
+  codec::Container c = codec::open_container(kGolden11 + "/wide.fp4z");
+  EXPECT_EQ(c.index.version_major, 1);
+  EXPECT_EQ(c.index.version_minor, 1);
+  bool wide = false;
+  for (const auto& ch : c.index.chunks)
+    if (ch.codec == codec::ChunkCodec::kBytes && ch.role == codec::Role::kFp4Codes)
+      wide |= c.map.data[ch.offset] == uint8_t(codec::StreamMode::kRansWide);  // a kBytes payload is one stream
+  EXPECT_TRUE(wide) << "the v1.1 golden file must exercise the 64-lane (mode 3) decoder";
 }
 
 }  // namespace

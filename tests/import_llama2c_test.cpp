@@ -81,16 +81,8 @@ bool has_leftovers(const std::string& parent, const std::string& name) {
 
 class ImportLlama2cTest : public ::testing::Test {
  protected:
-  std::string dir;
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = std::string(FP4Z_BUILD_DIR) + "/import_llama2c_test_tmp/" + info->name();
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir);
-  }
+  fp4z::testing::TempDir tmp{"fp4z-import"};  // FP4Z_KEEP_TEST_DIRS=1 keeps it for inspection
+  std::string dir = tmp.path;
 };
 
 TEST_F(ImportLlama2cTest, Stories260KExactUnderHfNames) {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # FP4Z_ISA forcing each level (scalar, avx2, avx512, avx512vnni, avx512bf16) gives byte-identical outputs of
-# quantize, compress, stats, compare and greedy generate (prompt via the int8 path, exact by design) on
-# stories260K. Levels this CPU lacks are reported as skipped (exit 77 when only scalar can run).
+# quantize (absmax, seed, rd without calibration), compress, stats, compare, export-gguf (nvfp4 and q4_0)
+# and greedy generate (prompt via the int8 path, exact by design) on stories260K. Levels this CPU lacks
+# are reported as skipped (exit 77 when only scalar can run). Not covered: rd with --calibration, whose
+# activations come from the f32 forward pass (its sums are ordered per ISA, docs/inference.md).
 # usage: isa_levels_test.sh FP4Z_BINARY FIXTURES_DIR
 set -euo pipefail
 F=$(realpath "${1:?fp4z binary}")
@@ -26,10 +28,14 @@ for L in "${levels[@]}"; do
   # Relative paths inside the level's directory, so that reports that name their inputs agree.
   (cd "$o" && "$F" quantize --quiet --source ../src --out absmax --threads 2 &&
     "$F" quantize --quiet --source ../src --template absmax --method seed --alpha 2 --out seed --threads 2 2>/dev/null &&
+    "$F" quantize --quiet --source ../src --method rd --target-bits 3.5 --out rd --threads 2 &&
+    "$F" export-gguf absmax -o absmax.gguf >/dev/null && "$F" export-gguf absmax --type q4_0 -o q4_0.gguf >/dev/null &&
     "$F" compress -q --zstd-level 3 seed -o seed.fp4z && "$F" decompress seed.fp4z -o restored >/dev/null)
   {
     echo "absmax $(tree_hash "$o/absmax")"
     echo "seed $(tree_hash "$o/seed")"
+    echo "rd $(cat "$o"/rd/*.safetensors "$o/rd/config.json" | sha256sum | cut -c1-64)"  # its report holds timings
+    echo "gguf $(sha256sum "$o/absmax.gguf" "$o/q4_0.gguf" | cut -c1-64 | tr '\n' ' ')"
     echo "container $(sha256sum < "$o/seed.fp4z" | cut -c1-64)"
     echo "restored $(tree_hash "$o/restored")"
     "$F" stats --json --no-zstd --reference "$W/src" "$o/seed" | sed "s|$o|OUT|g"

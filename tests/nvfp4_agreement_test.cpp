@@ -1,6 +1,7 @@
-// Every command gives the same verdict on the same malformed NVFP4 module: check, compare, stats, generate
-// and eval ppl all reject it naming the module (check: an error finding, exit 1; the others exit 2), or all
-// accept it; compress + decompress restores every variant byte for byte (the container judges no format).
+// Every command gives the same verdict on the same malformed NVFP4 module: check, compare, stats, generate,
+// eval ppl, export-gguf and quantize's seed --template all reject it naming the module (check: an error
+// finding, exit 1; the others exit 2), or all accept it; compress + decompress restores every variant byte
+// for byte (the container judges no format).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -91,6 +92,9 @@ std::vector<Variant> variants() {
          t.shape = {1};
          return true;
        })},
+      // FP8 E4M3 block-scale values: 0x7F is NaN, 0xB8 is -1.0 (check: nan_scale / negative_scale).
+      {"nan_block_scale", true, on(&Names::scales, [](StTensor& t) { t.data[5] = 0x7F; return true; })},
+      {"negative_block_scale", true, on(&Names::scales, [](StTensor& t) { t.data[5] = 0xB8; return true; })},
       {"block_scales_u8", true, on(&Names::scales, [](StTensor& t) { t.dtype = "U8"; return true; })},
       {"block_scales_short", true, on(&Names::scales, [](StTensor& t) { drop_last_row(t); return true; })},
       {"codes_i8", true, on(&Names::codes, [](StTensor& t) { t.dtype = "I8"; return true; })},
@@ -141,12 +145,18 @@ TEST_P(Agreement, EveryCommandGivesTheSameVerdict) {
       if (fd["severity"] == "error" && fd["tensor"].get<std::string>().find(kModule) != std::string::npos) check_rejects = true;
     EXPECT_EQ(check_rejects, v.malformed) << c.out;
 
-    const std::vector<std::pair<std::string, std::string>> cmds = {
+    std::vector<std::pair<std::string, std::string>> cmds = {
         {"compare", f + " compare --reference " + q(src) + " " + q(d)},
         {"stats", f + " stats --no-zstd --reference " + q(src) + " " + q(d)},
         {"generate", f + " generate -q --model " + q(d) + " --prompt-ids 1 -n 2"},
         {"eval ppl", f + " eval ppl -q --model " + q(d) + " --text " + q(*dir_ / "text.txt") + " --ctx 8 --chunks 2"},
+        {"export-gguf", f + " export-gguf " + q(d) + " -o " + q(work / "x.gguf")},
     };
+    // quantize reads NVFP4 only as seed's --template (an NVFP4 --source is refused as already quantized),
+    // and the template must be compressed-tensors: a ModelOpt one is refused whole, malformed or not.
+    if (!modelopt)
+      cmds.push_back({"quantize --template", f + " quantize --quiet --method seed --source " + q(src) + " --template " + q(d) +
+                                                 " --out " + q(work / "seed")});
     for (const auto& [what, cmd] : cmds) {
       CommandResult r = run_command(cmd);
       if (v.malformed) {

@@ -144,6 +144,7 @@ TEST(QuantizeAbsmax, IsaVariantsAgree) {
                     fp4z("--source " + quote(tmp / "src") + " --out " + quote(out) + " --method absmax --quiet"));
     COMPARE_OK(tmp, py("compare_checkpoints.py", quote(tmp / "expected") + " " + quote(out)) + " # ISA " + isa);
   }
+  FP4Z_SKIP_MISSING_ISA_LEVELS(fp4z::CpuFeature::kAvx512);  // FP4Z_ISA only caps: a missing level ran a lower one
 }
 
 TEST(QuantizeAbsmax, CanonicalZero) {

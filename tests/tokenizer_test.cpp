@@ -1,9 +1,6 @@
 // Tokenizer tests: Qwen3 byte-level BPE against llama.cpp vectors, golden ids and PyPI tokenizers; llama2.c import.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -19,29 +16,17 @@
 #include "text/pretokenize.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using fp4z::Tokenizer;
 
 namespace {
 
-const std::string kFixtures = FP4Z_SOURCE_DIR "/../shared/fixtures";
+const std::string kFixtures = fp4z::testing::kFixtures;
+using fp4z::testing::TempDir;
 const std::string kQwenDir = kFixtures + "/qwen3-tokenizer";
 const std::string kTok512 = kFixtures + "/stories260K/tok512.bin";
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f.good()) << "cannot open " << path;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_file(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary);
-  f << data;
-  ASSERT_TRUE(f.good()) << "cannot write " << path;
-}
 
 // Physical lines of a file (split on '\n'; a '\r' before it stays part of the line).
 std::vector<std::string> lines_of(const std::string& text) {
@@ -72,49 +57,29 @@ std::string ids_str(const std::vector<int32_t>& ids) {
   return s;
 }
 
-// A fresh scratch directory under the build tree, removed by the destructor.
-struct ScratchDir {
-  fs::path path;
-  explicit ScratchDir(const std::string& name) {
-    path = fs::path(FP4Z_BUILD_DIR) / ("tokenizer_test_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// Runs a command line; returns its exit status.
-int run_command(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
 // Encodes texts with an external reference program (JSON string lines in, JSON id arrays out),
 // split over `shards` concurrent processes (the machine has 2 cores).
 std::vector<std::vector<int32_t>> run_reference(const std::string& command, const std::vector<std::string>& texts,
-                                                const ScratchDir& dir, size_t shards = 1) {
+                                                const TempDir& dir, size_t shards = 1) {
   std::string script = "status=0; pids=''";
   std::vector<std::string> out_paths, err_paths;
   for (size_t s = 0; s < shards; ++s) {
-    std::string in_path = (dir.path / ("texts" + std::to_string(s) + ".jsonl")).string();
-    out_paths.push_back((dir.path / ("ids" + std::to_string(s) + ".jsonl")).string());
-    err_paths.push_back((dir.path / ("stderr" + std::to_string(s) + ".txt")).string());
+    std::string in_path = dir / ("texts" + std::to_string(s) + ".jsonl");
+    out_paths.push_back(dir / ("ids" + std::to_string(s) + ".jsonl"));
+    err_paths.push_back(dir / ("stderr" + std::to_string(s) + ".txt"));
     std::ofstream in(in_path, std::ios::binary);
     for (size_t k = texts.size() * s / shards; k < texts.size() * (s + 1) / shards; ++k) in << nlohmann::json(texts[k]).dump() << '\n';
     script += "; " + command + " < '" + in_path + "' > '" + out_paths[s] + "' 2> '" + err_paths[s] + "' & pids=\"$pids $!\"";
   }
   script += "; for p in $pids; do wait $p || status=1; done; exit $status";
-  int rc = run_command(script);
+  int rc = fp4z::testing::run_command(script).code;
   std::string errors;
-  for (const auto& e : err_paths) errors += read_file(e);
+  for (const auto& e : err_paths) errors += fp4z::testing::read_text(e);
   EXPECT_EQ(rc, 0) << "reference command failed: " << command << "\n" << errors;
   std::vector<std::vector<int32_t>> out;
   if (rc != 0) return out;
   for (const auto& path : out_paths) {
-    for (const auto& line : lines_of(read_file(path))) {
+    for (const auto& line : lines_of(fp4z::testing::read_text(path))) {
       if (!line.empty()) out.push_back(nlohmann::json::parse(line).get<std::vector<int32_t>>());
     }
   }
@@ -158,8 +123,8 @@ TEST_F(TokenizerQwen3, Metadata) {
 
 TEST_F(TokenizerQwen3, LlamaCppVectors) {
   const std::string dir = kFixtures + "/tokenizer-test-vectors/";
-  std::string inp = read_file(dir + "ggml-vocab-qwen2.gguf.inp");
-  std::vector<std::string> out = lines_of(read_file(dir + "ggml-vocab-qwen2.gguf.out"));
+  std::string inp = fp4z::testing::read_text(dir + "ggml-vocab-qwen2.gguf.inp");
+  std::vector<std::string> out = lines_of(fp4z::testing::read_text(dir + "ggml-vocab-qwen2.gguf.out"));
   const std::string sep = "\n__ggml_vocab_test__\n";
   std::vector<std::string> texts;
   for (size_t pos = 0; pos < inp.size();) {
@@ -224,7 +189,7 @@ TEST_F(TokenizerQwen3, DecodeRoundTrip) {
   // NFC is applied before encoding: e + combining acute encodes like the precomposed é.
   EXPECT_EQ(tok_->encode("caf\x65\xCC\x81"), tok_->encode("caf\xC3\xA9"));
   // Every line of WikiText-2 survives encode -> decode byte for byte.
-  auto lines = lines_of(read_file(kFixtures + "/eval/wikitext-2/wiki.test.raw"));
+  auto lines = lines_of(fp4z::testing::read_text(kFixtures + "/eval/wikitext-2/wiki.test.raw"));
   ASSERT_EQ(lines.size(), 2891u);
   size_t failures = 0;
   for (const auto& l : lines) {
@@ -249,9 +214,9 @@ TEST(TokenizerUnicode, Nfc) {
 TEST(TokenizerUnicode, NormalizationTestFile) {
   const std::string path = "/usr/share/unicode/NormalizationTest.txt.bz2";
   ASSERT_TRUE(fs::exists(path)) << "unicode-data is not installed (" << path << "): run scripts/install-deps.sh";
-  ScratchDir dir("nfc");
-  std::string txt = (dir.path / "NormalizationTest.txt").string();
-  ASSERT_EQ(run_command("bzcat '" + path + "' > '" + txt + "'"), 0);
+  TempDir dir("fp4z-tok-nfc");
+  std::string txt = dir / "NormalizationTest.txt";
+  ASSERT_EQ(fp4z::testing::run_command("bzcat '" + path + "' > '" + txt + "'").code, 0);
   auto field = [](const std::string& hex) {
     std::string out;
     std::istringstream in(hex);
@@ -259,7 +224,7 @@ TEST(TokenizerUnicode, NormalizationTestFile) {
     return out;
   };
   size_t checked = 0, failed = 0;
-  for (const auto& line : lines_of(read_file(txt))) {
+  for (const auto& line : lines_of(fp4z::testing::read_text(txt))) {
     if (line.empty() || line[0] == '#' || line[0] == '@') continue;
     std::vector<std::string> cols;
     std::istringstream in(line);
@@ -339,14 +304,14 @@ TEST_F(TokenizerQwen3, MatchesHuggingFaceTokenizers) {
   ASSERT_EQ(files.size(), 2u * 57u);
   files.push_back(kFixtures + "/eval/wikitext-2/wiki.test.raw");
   for (const auto& f : files) {
-    auto lines = lines_of(read_file(f));
+    auto lines = lines_of(fp4z::testing::read_text(f));
     texts.insert(texts.end(), lines.begin(), lines.end());
   }
   auto random = random_texts(4000);
   texts.insert(texts.end(), random.begin(), random.end());
   std::string cmd = hf_reference_command(kQwenDir);
   if (cmd.empty()) return;
-  ScratchDir dir("hf");
+  TempDir dir("fp4z-tok-hf");
   auto reference = run_reference(cmd, texts, dir, 2);
   ASSERT_EQ(reference.size(), texts.size());
   size_t differences = 0;
@@ -365,20 +330,20 @@ TEST_F(TokenizerQwen3, MatchesHuggingFaceTokenizers) {
 class TokenizerLlama2c : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new ScratchDir("llama2c");
-    std::string bin = read_file(kTok512);
+    dir_ = new TempDir("fp4z-tok-llama2c");
+    std::string bin = fp4z::testing::read_text(kTok512);
     auto j = fp4z::llama2c_tokenizer_to_json(reinterpret_cast<const uint8_t*>(bin.data()), bin.size(), kTok512);
-    write_file((dir_->path / "tokenizer.json").string(), j.dump(2));
-    tok_ = fp4z::load_tokenizer(dir_->path.string()).release();
+    fp4z::testing::write_text(*dir_ / "tokenizer.json", j.dump(2));
+    tok_ = fp4z::load_tokenizer(dir_->path).release();
   }
   static void TearDownTestSuite() {
     delete tok_;
     delete dir_;
   }
-  static ScratchDir* dir_;
+  static TempDir* dir_;
   static Tokenizer* tok_;
 };
-ScratchDir* TokenizerLlama2c::dir_ = nullptr;
+TempDir* TokenizerLlama2c::dir_ = nullptr;
 Tokenizer* TokenizerLlama2c::tok_ = nullptr;
 
 TEST_F(TokenizerLlama2c, Metadata) {
@@ -400,11 +365,11 @@ TEST_F(TokenizerLlama2c, Metadata) {
 }
 
 TEST_F(TokenizerLlama2c, MatchesRunCOnTinyStories) {
-  auto lines = lines_of(read_file(kFixtures + "/eval/tinystories/tinystories_val.txt"));
-  auto sample = lines_of(read_file(kFixtures + "/eval/tinystories/tinystories_sample.txt"));
+  auto lines = lines_of(fp4z::testing::read_text(kFixtures + "/eval/tinystories/tinystories_val.txt"));
+  auto sample = lines_of(fp4z::testing::read_text(kFixtures + "/eval/tinystories/tinystories_sample.txt"));
   lines.insert(lines.end(), sample.begin(), sample.end());
   lines.push_back("  leading spaces, tabs\tand \xE2\x80\x9Cquotes\xE2\x80\x9D \xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80");
-  ScratchDir dir("runc");
+  TempDir dir("fp4z-tok-runc");
   auto reference = run_reference("/usr/bin/python3 '" FP4Z_SOURCE_DIR "/tests/tokenizer_llama2c_reference.py' '" + kTok512 + "'", lines, dir);
   ASSERT_EQ(reference.size(), lines.size());
   size_t differences = 0;
@@ -423,11 +388,11 @@ TEST_F(TokenizerLlama2c, MatchesRunCOnTinyStories) {
 
 // The converted tokenizer.json read by Hugging Face's own BPE (PyPI tokenizers) gives run.c's ids too.
 TEST_F(TokenizerLlama2c, HuggingFaceReadsConvertedJsonLikeRunC) {
-  auto lines = lines_of(read_file(kFixtures + "/eval/tinystories/tinystories_val.txt"));
+  auto lines = lines_of(fp4z::testing::read_text(kFixtures + "/eval/tinystories/tinystories_val.txt"));
   lines.resize(std::min<size_t>(lines.size(), 3000));
-  std::string cmd = hf_reference_command(dir_->path.string());
+  std::string cmd = hf_reference_command(dir_->path);
   if (cmd.empty()) return;
-  ScratchDir dir("hf_llama2c");
+  TempDir dir("fp4z-tok-hf_llama2c");
   auto reference = run_reference(cmd, lines, dir);
   ASSERT_EQ(reference.size(), lines.size());
   size_t differences = 0;
@@ -442,7 +407,7 @@ TEST_F(TokenizerLlama2c, HuggingFaceReadsConvertedJsonLikeRunC) {
 }
 
 TEST(TokenizerLlama2cConversion, RejectsBadFiles) {
-  std::string bin = read_file(kTok512);
+  std::string bin = fp4z::testing::read_text(kTok512);
   auto convert = [](const std::string& bytes) {
     fp4z::llama2c_tokenizer_to_json(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "tok.bin");
   };
@@ -468,10 +433,10 @@ TEST(TokenizerLlama2cConversion, RejectsBadFiles) {
 }
 
 TEST(TokenizerLoad, RejectsBadFiles) {
-  ScratchDir dir("bad");
+  TempDir dir("fp4z-tok-bad");
   auto expect_input_error = [&](const char* what) {
     try {
-      fp4z::load_tokenizer(dir.path.string());
+      fp4z::load_tokenizer(dir.path);
       ADD_FAILURE() << "accepted " << what;
     } catch (const fp4z::Error& e) {
       EXPECT_EQ(e.code, 2) << what;
@@ -479,40 +444,40 @@ TEST(TokenizerLoad, RejectsBadFiles) {
     }
   };
   expect_input_error("a directory without tokenizer.json");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}");
   expect_input_error("truncated JSON");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
   expect_input_error("a Unigram model");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\", \"b\"]]}}");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[\"a\", \"b\"]]}}");
   expect_input_error("a merge outside the vocab");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}}");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}}");
   expect_input_error("a string id");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"byte_fallback\": null}}");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"byte_fallback\": null}}");
   expect_input_error("a null flag");
-  write_file((dir.path / "tokenizer.json").string(), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}");
-  EXPECT_NO_THROW(fp4z::load_tokenizer(dir.path.string()));
-  write_file((dir.path / "config.json").string(), "[1, 2");
+  fp4z::testing::write_text(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}}");
+  EXPECT_NO_THROW(fp4z::load_tokenizer(dir.path));
+  fp4z::testing::write_text(dir / "config.json", "[1, 2");
   expect_input_error("a broken config.json");
 }
 
 // BOS/EOS from the config files next to tokenizer.json.
 TEST(TokenizerLoad, SpecialIdsFromConfigs) {
-  ScratchDir dir("configs");
-  fs::create_symlink(kQwenDir + "/tokenizer.json", dir.path / "tokenizer.json");
-  auto load = [&]() { return fp4z::load_tokenizer(dir.path.string()); };
+  TempDir dir("fp4z-tok-configs");
+  fs::create_symlink(kQwenDir + "/tokenizer.json", dir / "tokenizer.json");
+  auto load = [&]() { return fp4z::load_tokenizer(dir.path); };
   // tokenizer.json alone: Qwen's post-processor adds nothing; EOS falls back to <|endoftext|>.
   EXPECT_EQ(load()->bos_id(), -1);
   EXPECT_EQ(load()->eos_ids(), std::vector<int32_t>{151643});
   // Qwen3-4B's config.json names bos_token_id 151643, which Qwen never prepends.
-  write_file((dir.path / "config.json").string(), "{\"bos_token_id\": 151643, \"eos_token_id\": 151645}");
+  fp4z::testing::write_text(dir / "config.json", "{\"bos_token_id\": 151643, \"eos_token_id\": 151645}");
   EXPECT_EQ(load()->bos_id(), -1);
   EXPECT_EQ(load()->eos_ids(), (std::vector<int32_t>{151645, 151643}));
-  write_file((dir.path / "generation_config.json").string(), "{\"eos_token_id\": [151645, 151643]}");
-  write_file((dir.path / "tokenizer_config.json").string(),
+  fp4z::testing::write_text(dir / "generation_config.json", "{\"eos_token_id\": [151645, 151643]}");
+  fp4z::testing::write_text(dir / "tokenizer_config.json",
              "{\"add_bos_token\": true, \"bos_token\": {\"content\": \"<|endoftext|>\"}, \"eos_token\": \"<|im_end|>\"}");
   EXPECT_EQ(load()->bos_id(), 151643);
   EXPECT_EQ(load()->eos_ids(), (std::vector<int32_t>{151645, 151643}));
-  write_file((dir.path / "generation_config.json").string(), "{\"eos_token_id\": 999999}");
+  fp4z::testing::write_text(dir / "generation_config.json", "{\"eos_token_id\": 999999}");
   try {
     load();
     ADD_FAILURE() << "accepted an EOS id outside the vocabulary";
@@ -523,27 +488,27 @@ TEST(TokenizerLoad, SpecialIdsFromConfigs) {
 
 // The CLI: encode, --json, --file, --decode, and a one-line error for a bad model directory.
 TEST(TokenizerCli, EncodeDecode) {
-  ScratchDir dir("cli");
+  TempDir dir("fp4z-tok-cli");
   const std::string bin = FP4Z_BINARY;
   auto capture = [&](const std::string& args, int* rc) {
-    std::string out = (dir.path / "out.txt").string();
-    *rc = run_command("'" + bin + "' tokenize " + args + " > '" + out + "' 2>&1");
-    return read_file(out);
+    std::string out = dir / "out.txt";
+    *rc = fp4z::testing::run_command("'" + bin + "' tokenize " + args + " > '" + out + "' 2>&1").code;
+    return fp4z::testing::read_text(out);
   };
   int rc = 0;
   EXPECT_EQ(capture("--model '" + kQwenDir + "' 'Hello, my dog is cute'", &rc), "9707 11 847 5562 374 18838\n");
   EXPECT_EQ(rc, 0);
   EXPECT_EQ(capture("--model '" + kQwenDir + "' --decode 9707 11 847 5562 374 18838", &rc), "Hello, my dog is cute\n");
   EXPECT_EQ(rc, 0);
-  write_file((dir.path / "text.txt").string(), "<|im_start|>user\nhi<|im_end|>\n");
-  EXPECT_EQ(capture("--model '" + kQwenDir + "' --file '" + (dir.path / "text.txt").string() + "'", &rc),
+  fp4z::testing::write_text(dir / "text.txt", "<|im_start|>user\nhi<|im_end|>\n");
+  EXPECT_EQ(capture("--model '" + kQwenDir + "' --file '" + dir / "text.txt" + "'", &rc),
             "151644 872 198 6023 151645 198\n");
   std::string json_out = capture("--model '" + kQwenDir + "' --json 'Hello World'", &rc);
   EXPECT_EQ(rc, 0);
   auto j = nlohmann::json::parse(json_out);
   EXPECT_EQ(j["ids"], nlohmann::json({9707, 4337}));
   EXPECT_EQ(j["pieces"], nlohmann::json({"Hello", " World"}));
-  std::string err = capture("--model '" + dir.path.string() + "/missing' 'x'", &rc);
+  std::string err = capture("--model '" + dir.path + "/missing' 'x'", &rc);
   EXPECT_EQ(rc, 2);
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }

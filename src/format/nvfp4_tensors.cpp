@@ -90,7 +90,10 @@ Nvfp4Lookup find_nvfp4_tensors(const Checkpoint& ck, const std::string& m) {
   const TensorRef* mo_global = ck.find(mo.global_scale);
   const TensorRef* mo_input = ck.find(mo.input_scale);
   const bool weight_u8 = weight && weight->info->dtype == DType::U8;
-  if (ct_codes || ct_global || ct_input) {
+  // weight_zero_point / weight_shape belong to compressed-tensors' packed formats only: a module
+  // carrying one is a (broken) compressed module, not a dense Linear.
+  const bool ct_only = ck.find(m + ".weight_zero_point") || ck.find(m + ".weight_shape");
+  if (ct_codes || ct_global || ct_input || ct_only) {
     l.convention = Nvfp4Convention::kCompressedTensors;
   } else if (mo_global || mo_input || (scales && weight_u8)) {
     l.convention = Nvfp4Convention::kModelOpt;

@@ -52,7 +52,7 @@ struct Nvfp4Names {
 Nvfp4Names nvfp4_names(const std::string& module, Nvfp4Convention c);
 
 // Presence lookup: which of a module's NVFP4 tensors exist. The convention is compressed-tensors when
-// weight_packed, weight_global_scale or input_global_scale exists; ModelOpt when weight_scale_2 or
+// weight_packed, weight_global_scale, input_global_scale, weight_zero_point or weight_shape exists; ModelOpt when weight_scale_2 or
 // input_scale exists, or weight_scale exists next to a U8 weight; compressed-tensors when only
 // weight_scale exists (next to a float or no weight); kNone for a dense (or absent) module.
 struct Nvfp4Lookup {

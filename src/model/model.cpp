@@ -9,7 +9,9 @@
 
 #include "common/error.h"
 #include "common/mapped_file.h"
+#include "common/parallel.h"
 #include "format/nvfp4_tensors.h"
+#include "nvfp4/measure.h"
 #include "model/thread_pool.h"
 
 namespace fp4z {
@@ -171,6 +173,7 @@ struct Binder {
     Nvfp4Lookup found = find_nvfp4_tensors(c, base);
     if (!found.quantized()) return dense_from(c.get(base + ".weight"), base, n, k);
     Nvfp4Tensors t = require_nvfp4_tensors(found, n, k);
+    require_usable_block_scales(t);
     Linear l;
     l.name = base;
     l.n = n;
@@ -193,6 +196,19 @@ struct Binder {
 };
 
 }  // namespace
+
+void require_usable_block_scales(const Nvfp4Tensors& t, int threads) {
+  const TensorInfo& s = *t.block_scales->info;
+  const size_t groups = size_t(s.shape[1]);
+  BlockScaleScan r = scan_block_scales(t.block_scales->data(), nullptr, size_t(s.shape[0]), groups, resolve_threads(threads));
+  if (!r.nan && !r.negative) return;
+  const bool nan = r.nan != 0;
+  const uint64_t at = nan ? r.first_nan : r.first_negative;
+  fail_input(t.block_scales->file->path() + ": " + s.name + ": " + std::to_string(nan ? r.nan : r.negative) +
+             " block scale(s) are " + (nan ? "NaN (0x7F/0xFF)" : "negative") + ", first at row " + std::to_string(at / groups) +
+             ", block " + std::to_string(at % groups) + " (" + nvfp4_convention_name(t.convention) + " NVFP4 module " +
+             t.module + ")");
+}
 
 std::unique_ptr<Model> load_model(const std::string& dir) {
   auto m = std::make_unique<Model>();
@@ -239,8 +255,8 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   if (c.tied) {
     m->lm_head = b.dense_from(emb, "model.embed_tokens", c.vocab, H);
   } else {
-    if (!m->ckpt->find("lm_head.weight") && !m->ckpt->find("lm_head.weight_packed"))
-      fail_input(dir + ": tie_word_embeddings is false but lm_head.weight is missing");
+    const Nvfp4Lookup head = find_nvfp4_tensors(*m->ckpt, "lm_head");
+    if (!head.quantized() && !head.dense) fail_input(dir + ": tie_word_embeddings is false but lm_head.weight is missing");
     m->lm_head = b.linear("lm_head", c.vocab, H);
   }
   m->quant_format = b.saw_ct && b.saw_modelopt ? "mixed" : b.saw_ct ? "compressed-tensors" : b.saw_modelopt ? "modelopt" : "none";

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "format/checkpoint.h"
+#include "format/nvfp4_tensors.h"
 #include "model/linear.h"
 
 namespace fp4z {
@@ -61,6 +62,13 @@ struct Model {
 // Opens `dir` and builds the model (no copies of BF16/F32/NVFP4 weights). Throws Error(exit 2)
 // naming the file and the fault.
 std::unique_ptr<Model> load_model(const std::string& dir);
+
+// The numeric half of the strict NVFP4 lookup (format/nvfp4_tensors.h checks names, dtypes, shapes and
+// global scales; the format module cannot scan E4M3 values): NaN (0x7F/0xFF) or negative block scales
+// make the module unusable. Throws Error (exit 2) "<file>: <scales>: N block scale(s) are NaN ...,
+// first at row r, block b (... NVFP4 module <m>)". Used by the loader (eval, generate, export-gguf),
+// compare and stats, so that they refuse what `fp4z check` reports as nan_scale / negative_scale.
+void require_usable_block_scales(const Nvfp4Tensors& t, int threads = 0);
 
 // Repacks every NVFP4 linear for the int8 kernels (Linear::int8; the fast default path) on `threads`
 // threads and drops the checkpoint's now unused code/scale pages from the resident set, so memory

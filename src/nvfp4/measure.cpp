@@ -1,7 +1,9 @@
-// Code histogram and the dequantization error of packed NVFP4 weights against their source.
+// Code histogram, order-0 entropy, the dequantization error of packed NVFP4 weights against their source,
+// and the block-scale scan.
 #include "nvfp4/measure.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -11,12 +13,37 @@
 namespace fp4z {
 
 void count_codes(const uint8_t* packed, size_t nbytes, uint64_t hist[16]) {
-  uint64_t pairs[256] = {};
-  for (size_t j = 0; j < nbytes; ++j) ++pairs[packed[j]];
-  for (int p = 0; p < 256; ++p) {
-    hist[p & 15] += pairs[p];
-    hist[p >> 4] += pairs[p];
+  // Byte counts first (one increment per two codes, two interleaved tables against store-to-load
+  // stalls on runs of equal bytes), then split into the two nibbles.
+  uint64_t bytes[2][256] = {};
+  size_t i = 0;
+  for (; i + 1 < nbytes; i += 2) {
+    ++bytes[0][packed[i]];
+    ++bytes[1][packed[i + 1]];
   }
+  if (i < nbytes) ++bytes[0][packed[i]];
+  for (int v = 0; v < 256; ++v) bytes[0][v] += bytes[1][v];
+  add_code_counts(bytes[0], hist);
+}
+
+void add_code_counts(const uint64_t bytes[256], uint64_t hist[16]) {
+  for (int v = 0; v < 256; ++v) {
+    hist[v & 15] += bytes[v];
+    hist[v >> 4] += bytes[v];
+  }
+}
+
+double entropy_bits(const uint64_t* counts, int n) {
+  uint64_t total = 0;
+  for (int i = 0; i < n; ++i) total += counts[i];
+  if (total == 0) return 0;
+  double h = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!counts[i]) continue;
+    double p = double(counts[i]) / double(total);
+    h -= p * std::log2(p);
+  }
+  return h;
 }
 
 RowStats packed_error_stats(const PackedWeights& w, const LoadRowFn& load_row, int threads) {

@@ -1,5 +1,6 @@
 // Measurements of NVFP4 codes shared by stats, compare and the quantizers: the effective block scale,
-// the code histogram and the one MSE formula (against source weights supplied row by row).
+// the code histogram, the order-0 entropy and the one MSE formula (against source weights supplied row
+// by row), and the numeric scan of block scales.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -16,8 +17,14 @@ inline float effective_block_scale(uint8_t s8, float global, bool global_is_divi
   return global_is_divisor ? e4m3_decode(s8) / global : e4m3_decode(s8) * global;
 }
 
-// Adds the count of each 4-bit code of `nbytes` packed bytes (both nibbles) to hist.
+// Adds the count of each 4-bit code of `nbytes` packed bytes (both nibbles) to hist: the one code
+// histogram (stats, compare, rd's Nvfp4Histogram).
 void count_codes(const uint8_t* packed, size_t nbytes, uint64_t hist[16]);
+// Adds the codes of byte counts (bytes[v] bytes of value v hold codes v & 15 and v >> 4) to hist.
+void add_code_counts(const uint64_t bytes[256], uint64_t hist[16]);
+
+// The one order-0 (plug-in) entropy: bits per symbol of counts[0..n), 0 when every count is 0.
+double entropy_bits(const uint64_t* counts, int n);
 
 // The one MSE formula: sq_err / numel accumulated in double, reported rounded to f32 (as the seed report).
 inline double mse_of(const RowStats& st, uint64_t numel) {

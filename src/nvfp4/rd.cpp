@@ -7,43 +7,13 @@
 
 #include "common/cpu.h"
 #include "nvfp4/codec.h"
+#include "nvfp4/measure.h"
 #include "nvfp4/rd_internal.h"
 
 namespace fp4z {
 
-namespace {
-
-double entropy_bits(const uint64_t* counts, int n, uint64_t* total_out) {
-  uint64_t total = 0;
-  for (int i = 0; i < n; ++i) total += counts[i];
-  if (total_out) *total_out = total;
-  if (total == 0) return 0;
-  double h = 0;
-  for (int i = 0; i < n; ++i) {
-    if (!counts[i]) continue;
-    double p = double(counts[i]) / double(total);
-    h -= p * std::log2(p);
-  }
-  return h;
-}
-
-}  // namespace
-
 void Nvfp4Histogram::add_packed(const uint8_t* packed, size_t nbytes) {
-  // Byte counts first (one increment per two codes, two interleaved tables against store-to-load
-  // stalls on runs of equal bytes), then split into the two nibbles.
-  uint64_t bytes[2][256] = {};
-  size_t i = 0;
-  for (; i + 1 < nbytes; i += 2) {
-    ++bytes[0][packed[i]];
-    ++bytes[1][packed[i + 1]];
-  }
-  if (i < nbytes) ++bytes[0][packed[i]];
-  for (int v = 0; v < 256; ++v) {
-    const uint64_t n = bytes[0][v] + bytes[1][v];
-    code[v & 0xF] += n;
-    code[v >> 4] += n;
-  }
+  count_codes(packed, nbytes, code);
   code[0] += code[8];  // −0 is written as +0
   code[8] = 0;
 }
@@ -64,9 +34,10 @@ uint64_t Nvfp4Histogram::weights() const {
 }
 
 double Nvfp4Histogram::ideal_bits_per_weight() const {
-  uint64_t nc = 0, ns = 0;
-  double hc = entropy_bits(code, 16, &nc);
-  double hs = entropy_bits(scale, 256, &ns);
+  uint64_t nc = weights(), ns = 0;
+  for (uint64_t c : scale) ns += c;
+  double hc = entropy_bits(code, 16);
+  double hs = entropy_bits(scale, 256);
   if (nc == 0) return 0;
   return hc + hs * double(ns) / double(nc);  // ns / nc = 1/16 for complete blocks
 }

@@ -10,6 +10,7 @@
 #include "common/half.h"
 #include "common/parallel.h"
 #include "nvfp4/codec.h"
+#include "nvfp4/measure.h"
 
 namespace fp4z {
 
@@ -185,10 +186,7 @@ EntropyProxy EntropyProxyCounts::proxy(int threads) const {
 void EntropyProxyCounts::code_counts(uint64_t hist[16]) const {
   uint64_t bytes[256] = {};
   for (size_t i = 0; i < counts_.size(); ++i) bytes[i & 255] += counts_[i];
-  for (int v = 0; v < 256; ++v) {
-    hist[v & 15] += bytes[v];
-    hist[v >> 4] += bytes[v];
-  }
+  add_code_counts(bytes, hist);
 }
 
 EntropyProxy entropy_proxy_parallel(const uint8_t* bytes, size_t n, int threads) {

@@ -34,22 +34,22 @@ void Checker::check_fused_groups() {
     }
     if (nq == 0) continue;
     bool moe = is_moe_expert(parent) || is_moe_expert(members[0].module->name);
-    if (modelopt) {
-      compare_scales(label, members, "weight_scale_2", false, moe, gate, true);
-      compare_scales(label, members, "input_scale", false, moe, gate, false);
-    } else {
-      compare_scales(label, members, "weight_global_scale", true, moe, gate, true);
-      compare_scales(label, members, "input_global_scale", true, moe, gate, false);
-    }
+    compare_scales(label, members, &Nvfp4Lookup::global_scale, moe, gate, true);
+    compare_scales(label, members, &Nvfp4Lookup::input_scale, moe, gate, false);
   }
 }
 
-void Checker::compare_scales(const std::string& label, const std::vector<FusedMemberRef>& members, const std::string& role,
-                    bool divisor, bool moe, const std::string& gate, bool weights) {
+void Checker::compare_scales(const std::string& label, const std::vector<FusedMemberRef>& members,
+                             const TensorRef* Nvfp4Lookup::*scale, bool moe, const std::string& gate, bool weights) {
   std::vector<std::pair<const FusedMemberRef*, float>> vals;
+  std::string role;  // the scale's name suffix, e.g. "weight_global_scale"
+  const bool divisor = !modelopt;  // compressed-tensors global scales divide, ModelOpt's multiply
   for (const auto& mm : members) {
-    const TensorRef* t = mm.module->role(role);
+    const TensorRef* t = mm.module->nv.*scale;
     if (!t || t->info->dtype != DType::F32 || t->info->numel() != 1) return;
+    // A member stored in the other convention than the checkpoint's is reported per module.
+    if ((mm.module->nv.convention == Nvfp4Convention::kModelOpt) != modelopt) return;
+    role = classify_nvfp4_name(t->info->name).suffix;
     float v;
     std::memcpy(&v, t->data(), 4);
     if (!std::isfinite(v) || v <= 0) return;  // already reported per tensor

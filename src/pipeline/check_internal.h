@@ -183,8 +183,9 @@ struct Checker {
   // lm_head is a Linear even when tied and absent from the file: it must be ignored unless quantized.
   void check_lm_head();
   void check_fused_groups();
-  void compare_scales(const std::string& label, const std::vector<FusedMemberRef>& members, const std::string& role,
-                      bool divisor, bool moe, const std::string& gate, bool weights);
+  // `scale` picks the members' global (weights) or input scale from the shared lookup.
+  void compare_scales(const std::string& label, const std::vector<FusedMemberRef>& members,
+                      const TensorRef* Nvfp4Lookup::*scale, bool moe, const std::string& gate, bool weights);
   void check_inventory();
   void run();
 };

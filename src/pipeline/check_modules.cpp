@@ -3,8 +3,7 @@
 
 namespace fp4z::check_detail {
 
-// Splits tensor names into modules and roles; quantized = the shared lookup finds NVFP4 tensors
-// (or the module carries compressed-tensors-only quantization tensors).
+// Splits tensor names into modules and roles; quantized = the shared lookup finds NVFP4 tensors.
 void Checker::index_tensors() {
   for (const auto& name : ck.names) {
     Nvfp4NameRole nr = classify_nvfp4_name(name);
@@ -18,8 +17,6 @@ void Checker::index_tensors() {
   }
   for (auto& [name, m] : modules) {
     m.nv = find_nvfp4_tensors(ck, name);
-    if (!m.nv.quantized() && (m.role("weight_zero_point") || m.role("weight_shape")))
-      m.nv.convention = Nvfp4Convention::kCompressedTensors;
     m.quantized = m.nv.quantized();
     const TensorRef* w = m.role("weight");
     bool two_d = w && w->info->shape.size() == 2;

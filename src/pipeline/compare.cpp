@@ -10,6 +10,7 @@
 #include "common/parallel.h"
 #include "format/checkpoint.h"
 #include "format/nvfp4_tensors.h"
+#include "model/model.h"
 #include "nvfp4/measure.h"
 #include "nvfp4/scales.h"
 
@@ -44,6 +45,7 @@ CompareResult compare_checkpoints(const std::string& reference, const std::vecto
         continue;
       }
       Nvfp4Tensors q = require_nvfp4_tensors(found, row.rows, row.cols);
+      require_usable_block_scales(q, threads);
       cell.quantized = true;
       const uint8_t* packed = q.codes->data();
       PackedWeights pw{packed, q.block_scales->data(), R, C, q.global_scale, q.global_is_divisor};

@@ -188,6 +188,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   AbsmaxPlan plan = plan_absmax(*src, o);
   if (plan.quantized.empty()) fail_input(o.source + ": no Linear weight can be quantized");
   const bool modelopt = o.format == "modelopt";
+  const Nvfp4Convention convention = modelopt ? Nvfp4Convention::kModelOpt : Nvfp4Convention::kCompressedTensors;
   std::set<std::string> qset(plan.quantized.begin(), plan.quantized.end());
   const bool drop_head = redundant_tied_head(*src, cfg);
   // rd: same plan and files; its job chooses global scales, codes and the write order (decoder order).
@@ -199,12 +200,12 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     if (drop_head && n == "lm_head.weight") continue;
     const TensorInfo& t = *src->get(n).info;
     if (ends_with(n, ".weight") && qset.count(strip_suffix(n, ".weight"))) {
-      std::string m = strip_suffix(n, ".weight");
+      const Nvfp4Names names = nvfp4_names(strip_suffix(n, ".weight"), convention);
       int64_t R = t.shape[0], C = t.shape[1];
-      specs.push_back({m + (modelopt ? ".weight" : ".weight_packed"), DType::U8, {R, C / 2}});
-      specs.push_back({m + ".weight_scale", DType::F8_E4M3, {R, C / 16}});
-      if (modelopt) specs.push_back({m + ".weight_scale_2", DType::F32, {}});
-      else specs.push_back({m + ".weight_global_scale", DType::F32, {1}});
+      specs.push_back({names.codes, DType::U8, {R, C / 2}});
+      specs.push_back({names.block_scales, DType::F8_E4M3, {R, C / 16}});
+      // ModelOpt stores a 0-d scalar, compressed-tensors [1] (as each library writes them).
+      specs.push_back({names.global_scale, DType::F32, modelopt ? std::vector<int64_t>{} : std::vector<int64_t>{1}});
     } else {
       specs.push_back({n, t.dtype, t.shape});
     }
@@ -222,12 +223,13 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
   IoQueue io(writer);
   LayerEncoding enc;  // reused across layers (buffers keep their pages)
   auto emit = [&](const std::string& m) {
-    io.write(m + (modelopt ? ".weight" : ".weight_packed"), std::move(enc.packed));
-    io.write(m + ".weight_scale", std::move(enc.scales));
+    const Nvfp4Names names = nvfp4_names(m, convention);
+    io.write(names.codes, std::move(enc.packed));
+    io.write(names.block_scales, std::move(enc.scales));
     float g_out = modelopt ? 1.0f / enc.global_scale : enc.global_scale;
     std::vector<uint8_t> g_bytes(4);
     std::memcpy(g_bytes.data(), &g_out, 4);
-    io.write(m + (modelopt ? ".weight_scale_2" : ".weight_global_scale"), std::move(g_bytes));
+    io.write(names.global_scale, std::move(g_bytes));
     enc.packed = io.spare();
     enc.scales = io.spare();
     LayerResult lr;
@@ -411,7 +413,7 @@ std::vector<SeedLayer> plan_seed(const Checkpoint& src, const Checkpoint& tpl, c
     // scale); the encoding takes the block scales from these tables.
     L.scales = std::make_shared<SeedScales>(seed_scales(sc->data(), size_t(L.R) * size_t(L.C / 16), L.g_t, o.alpha));
     if (L.scales->bad_block >= 0)
-      fail_input(tpl.dir + ": '" + p + ".weight_scale' holds a negative or NaN scale at block " + std::to_string(L.scales->bad_block));
+      fail_input(tpl.dir + ": '" + sc->info->name + "' holds a negative or NaN scale at block " + std::to_string(L.scales->bad_block));
     sc->release();
     if (!std::isfinite(L.scales->M)) fail_input(tpl.dir + ": '" + p + "': block scales divided by the global scale are not finite");
     layers.push_back(std::move(L));
@@ -531,7 +533,8 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     if (li + 1 < layers.size()) prefetch_layer(layers[li + 1]);
     const size_t R = size_t(L.R), C = size_t(L.C);
     const SeedScales& sc = *L.scales;
-    const std::string packed_name = L.prefix + ".weight_packed", scale_name = L.prefix + ".weight_scale";
+    // The template's own tensor names (its module's compressed-tensors triple).
+    const std::string packed_name = L.packed->info->name, scale_name = L.scale->info->name, global_name = L.gscale->info->name;
     // Each finished segment of rows goes to the file (and the disk) while the next is encoded.
     seed_encode(view_of(*L.w), L.packed->data(), sc, L.g_t, L.g1, o.canonical_zero, threads, K, enc, [&](size_t r0, size_t r1) {
       io.write_part(packed_name, r0 * C / 2, enc.packed.data() + r0 * C / 2, (r1 - r0) * C / 2);
@@ -552,10 +555,10 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     enc.scales = io.spare();
     std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
     std::memcpy(gbytes.data(), &L.g1, 4);
-    io.write(L.prefix + ".weight_global_scale", std::move(gbytes));
-    replaced.insert(L.prefix + ".weight_packed");
-    replaced.insert(L.prefix + ".weight_scale");
-    replaced.insert(L.prefix + ".weight_global_scale");
+    io.write(global_name, std::move(gbytes));
+    replaced.insert(packed_name);
+    replaced.insert(scale_name);
+    replaced.insert(global_name);
 
     LayerResult lr;
     lr.name = L.prefix;

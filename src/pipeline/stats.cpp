@@ -16,6 +16,7 @@
 #include "nvfp4/rd.h"
 #include "format/checkpoint.h"
 #include "format/nvfp4_tensors.h"
+#include "model/model.h"
 #include "nvfp4/measure.h"
 
 namespace fp4z {
@@ -48,23 +49,10 @@ uint64_t zstd19_size(const uint8_t* p, uint64_t n) {
 
 }  // namespace
 
-double entropy_of_counts(const uint64_t* counts, int k) {
-  uint64_t n = 0;
-  for (int i = 0; i < k; ++i) n += counts[i];
-  if (n == 0) return 0;
-  double h = 0;
-  for (int i = 0; i < k; ++i)
-    if (counts[i]) {
-      double p = double(counts[i]) / double(n);
-      h -= p * std::log2(p);
-    }
-  return h;
-}
-
 double byte_entropy(const uint8_t* p, uint64_t n) {
   uint64_t c[256] = {};
   for (uint64_t i = 0; i < n; ++i) ++c[p[i]];
-  return entropy_of_counts(c, 256);
+  return entropy_bits(c, 256);
 }
 
 StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
@@ -84,6 +72,7 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
     if (!found.quantized()) continue;
     seen.insert(nr.module);
     Nvfp4Tensors q = require_nvfp4_tensors(found);
+    require_usable_block_scales(q, opt.threads);
     quant_bytes += q.codes->info->nbytes() + q.block_scales->info->nbytes() + 4;
     layers.push_back(q);
   }
@@ -116,9 +105,9 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
       }
       for (uint64_t j = 0; j < s.scale_bytes; ++j) ++sc[scales[j]];
       count_codes(codes, s.code_bytes, s.code_hist);
-      s.h0_codes = entropy_of_counts(s.code_hist, 16);
-      s.h0_code_pairs = entropy_of_counts(pairs, 256) / 2;
-      s.h0_scales = entropy_of_counts(sc, 256);
+      s.h0_codes = entropy_bits(s.code_hist, 16);
+      s.h0_code_pairs = entropy_bits(pairs, 256) / 2;
+      s.h0_scales = entropy_bits(sc, 256);
       double hcond = 0;
       int used_scales = 0;
       for (int v = 0; v < 256; ++v) {
@@ -126,7 +115,7 @@ StatsReport compute_stats(const std::string& dir, const StatsOptions& opt) {
         for (int c = 0; c < 16; ++c) n += per_scale[v * 16 + c];
         if (!n) continue;
         ++used_scales;
-        hcond += double(n) * entropy_of_counts(&per_scale[v * 16], 16);
+        hcond += double(n) * entropy_bits(&per_scale[v * 16], 16);
       }
       s.h_codes_given_scale = hcond / double(s.weights);
       s.cond_scale_table_bits = 8.0 * kTableBytesPer16 * used_scales / double(s.weights);

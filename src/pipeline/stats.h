@@ -10,9 +10,8 @@
 
 namespace fp4z {
 
-// Order-0 (plug-in) entropy in bits per symbol of the byte values / of the 4-bit codes.
+// Order-0 (plug-in) entropy in bits per symbol of the byte values (nvfp4/measure.h: entropy_bits).
 double byte_entropy(const uint8_t* p, uint64_t n);
-double entropy_of_counts(const uint64_t* counts, int k);
 
 struct LayerStats {
   std::string name;  // module name, e.g. model.layers.0.mlp.up_proj
