@@ -472,6 +472,7 @@ TEST_F(RdCli, CalibratedOutputPassesCheckAndRoundTripsThroughTheContainer) {
     EXPECT_EQ(c.code, 0) << c.out << c.err;
     auto rep = read_text(out + "/fp4z_rd_report.json");
     EXPECT_NE(rep.find("\"h_weighted_error\""), std::string::npos);
+    EXPECT_NE(rep.find("\"search\": \"cache\""), std::string::npos) << "a small model searches on the cache";
     // The ideal size fp4z stats reports is what rd aimed at.
     auto st = run_command(kFp4z + " stats " + out + " --no-zstd --json");
     ASSERT_EQ(st.code, 0) << st.err;
@@ -490,6 +491,26 @@ TEST_F(RdCli, CalibratedOutputPassesCheckAndRoundTripsThroughTheContainer) {
       std::string rel = fs::relative(e.path(), out).string();
       EXPECT_EQ(read_text(e.path().string()), read_text(out + ".restored/" + rel)) << rel;
     }
+  }
+}
+
+// The full-size path (statistics pass, proxy search runs, one sequential run), forced on the small model:
+// --target-bits lands near the target (an estimate there, not a bound), --lambda runs, outputs pass check.
+TEST_F(RdCli, FullSizeSearchPathHitsTheTargetApproximately) {
+  const std::string base = "FP4Z_RD_CACHE_BYTES=0 " + kFp4z + " quantize --source " + src + " --method rd --calibration " + calib +
+                           " --calibration-seqs 4 --calibration-ctx 128 --sensitivity-seqs 2 -q";
+  for (const std::string arg : {"--target-bits 3.7", "--lambda 1e-6"}) {
+    const std::string out = tmp->path + "/rd-full" + std::to_string(arg.size());
+    auto q = run_command(base + " --out " + out + " " + arg);
+    ASSERT_EQ(q.code, 0) << arg << "\n" << q.err;
+    EXPECT_EQ(run_command(kFp4z + " check " + out).code, 0) << arg;
+    auto rep = read_text(out + "/fp4z_rd_report.json");
+    EXPECT_NE(rep.find("\"search\": \"proxy\""), std::string::npos) << arg;
+    if (arg[2] != 't') continue;
+    auto st = run_command(kFp4z + " stats " + out + " --no-zstd --json");
+    ASSERT_EQ(st.code, 0) << st.err;
+    const double bits = std::stod(st.out.substr(st.out.find("\"ideal_order0_bits_per_weight\": ") + 32));
+    EXPECT_NEAR(bits, 3.7, 0.05) << "the proxies' λ should put the written rate near the target";
   }
 }
 

@@ -71,6 +71,25 @@ void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, 
   });
 }
 
+// Whether a Linear of a layer pass reads the same input rows as the one observed before it (q/k/v and
+// gate/up share one input: the engine hands them the same pointer back to back).
+struct SharedInput {
+  const float* prev_x = nullptr;
+  std::string prev_module;
+  void reset() {
+    prev_x = nullptr;
+    prev_module.clear();
+  }
+  // Records this call; true if it reads the previous call's rows. *prev = the previous call's module.
+  bool next(const Linear& w, const float* x, std::string* prev) {
+    const bool same = x == prev_x;
+    *prev = prev_module;
+    prev_x = x;
+    prev_module = w.name;
+    return same;
+  }
+};
+
 // Thrown by the calibration observer to end a layer pass early (everything after the stage's input is unused).
 struct StopLayer {};
 
@@ -176,6 +195,7 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
     // Linear without feedback, each column's error weighted by GPTQ's per-element distortion 1/U_jj²
     // from the source model's H (one forward statistics pass, collect_column_weights): an estimate of
     // the rate (and of the pooled tables) at a small fraction of a sequential run's cost.
+    search_path_ = fill_h_cache_ ? "cache" : "proxy";
     if (!fill_h_cache_) {
       collect_column_weights();
       proxy_search_ = true;
@@ -437,14 +457,11 @@ void RdJob::collect_column_weights() {
     const std::set<std::string> wanted(u.modules.begin(), u.modules.end());
     std::map<std::string, std::vector<float>> H;  // per owner, upper triangle
     std::map<std::string, int64_t> width;
-    const float* prev_x = nullptr;
-    std::string prev_module;
+    SharedInput shared;
     session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
       if (layer != u.layer) return;
-      const bool same_input = x == prev_x;
-      const std::string prev = prev_module;
-      prev_x = x;
-      prev_module = w.name;
+      std::string prev;
+      const bool same_input = shared.next(w, x, &prev);
       if (!wanted.count(w.name)) return;
       if (!owner_cache_.count(w.name)) owner_cache_[w.name] = same_input && owner_cache_.count(prev) ? owner_cache_[prev] : w.name;
       if (owner_cache_[w.name] != w.name) return;
@@ -456,8 +473,7 @@ void RdJob::collect_column_weights() {
       moments_seconds_ += since(tm);
     });
     for (size_t s = 0; s < seqs_.size(); ++s) {
-      prev_x = nullptr;
-      prev_module.clear();
+      shared.reset();
       session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
     }
     session_->set_linear_observer(nullptr);
@@ -614,14 +630,12 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   std::vector<std::map<std::string, std::vector<float>>> source_x(input_correction_ ? n_seqs : 0);
   size_t cur_seq = 0;
   bool capture_source_inputs = false, stage_taken = false;
-  const float* prev_x = nullptr;
-  std::string prev_module, stage;
+  SharedInput shared;
+  std::string stage;
   session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
     if (layer != u.layer) return;
-    const bool same_input = x == prev_x;
-    const std::string prev = prev_module;
-    prev_x = x;
-    prev_module = w.name;
+    std::string prev;
+    const bool same_input = shared.next(w, x, &prev);
     if (!wanted.count(w.name)) return;
     if (capture_source_inputs) {  // keyed like owners below: the first module that reads an input
       if (!same_input || !wanted.count(prev)) source_x[cur_seq][w.name].assign(x, x + T * w.k);
@@ -656,8 +670,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     capture_source_inputs = true;
     for (size_t s = 0; s < n_seqs; ++s) {
       cur_seq = s;
-      prev_x = nullptr;
-      prev_module.clear();
+      shared.reset();
       session_->run_layers(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
     }
     capture_source_inputs = false;
@@ -669,8 +682,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     const std::set<std::string> owners_before = accumulated;
     for (size_t s = 0; s < n_seqs; ++s) {
       cur_seq = s;
-      prev_x = nullptr;
-      prev_module.clear();
+      shared.reset();
       std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
       stage_taken = false;
       try {
@@ -824,6 +836,9 @@ nlohmann::ordered_json RdJob::report() const {
   j["rate_passes"] = kRdRatePasses;
   j["global_room"] = kRdGlobalRoom;
   j["search_runs"] = search_runs_;
+  // "cache": the search reused every layer's H (rate checked by a sequential run); "proxy": column weights
+  // from one source statistics pass and row-subsample proxy runs (docs/quantize.md, "Search at full size").
+  j["search"] = search_path_.empty() ? json(nullptr) : json(search_path_);
   j["seconds"] = {{"calibration_forward", calib_seconds_}, {"sensitivity", sens_seconds_}, {"lambda_search", search_seconds_},
                   {"moments", moments_seconds_}, {"hessian_factor", factor_seconds_}, {"input_correction", correct_seconds_}, {"layer_quantization", quant_seconds_}};
   j["layers"] = layers;

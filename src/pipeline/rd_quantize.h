@@ -135,6 +135,7 @@ class RdJob {
   // without feedback (see the constructor).
   std::map<std::string, std::vector<float>> col_weight_cache_;
   bool proxy_search_ = false;
+  std::string search_path_;  // the report's "search": "cache" or "proxy" (calibrated), empty without calibration
   // uncalibrated search on a row subsample (see kRdSampleWeights)
   int64_t sample_stride_ = 1;
   bool sampling_ = false;
