@@ -10,8 +10,9 @@
 #   source, --rd-stages group, --rd-refine 4, --damp 0.03) apply; per-layer sensitivity weighting is off
 #   (--rd-weighting uniform): it costs one whole-model forward per Linear, which a layer subset cannot
 #   represent (its cost grows with layers²; docs/rd-sweep.md extrapolates it from the forward time).
-#   --lambda 1e-7 (sequential runs: the λ = 0 run, kRdRatePasses − 1 table runs, the written run; a model
-#   whose H do not fit the search cache runs them all in full). THREADS (default 2).
+#   --lambda 1e-7 (a model whose H do not fit the search cache, as here: one source statistics pass for the
+#   proxies' column weights, the λ = 0 and kRdRatePasses − 1 table runs as row-subsample proxies, one
+#   sequential calibrated run, the written one; docs/quantize.md "Search at full size"). THREADS (default 2).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 work=$1

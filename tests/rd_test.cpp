@@ -336,6 +336,61 @@ TEST(RdRefine, CorrectionOrdersAndHErrorAgreeWithDoubleAtSeveralBlocks) {
   EXPECT_NEAR(res.h_error, h_err, 1e-4 * h_err);
 }
 
+// The proxy runs' column weights (Cholesky factor only) are GPTQ's 1/U_jj²: the same as the full
+// factor's, and in double the Schur complement Hd_jj − Hd[j, j+1:]·Hd[j+1:, j+1:]⁻¹·Hd[j+1:, j] (the
+// output error left after column j's error is fed into the later columns).
+TEST(RdRefine, ColumnWeightsAreGptqSchurComplements) {
+  const int64_t K = 160, T = 400;
+  std::mt19937 rng(5);
+  std::normal_distribution<double> nd;
+  std::vector<double> H(size_t(K * K), 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<double> x(static_cast<size_t>(K));
+    const double common = nd(rng);
+    for (int64_t k = 0; k < K; ++k) x[size_t(k)] = nd(rng) * (1.0 + double(k % 7)) + 0.7 * common;
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < K; ++j) H[size_t(i * K + j)] += x[size_t(i)] * x[size_t(j)] / double(T);
+  }
+  const double damp = 0.03;
+  const std::vector<float> w = rd_column_weights(std::vector<float>(H.begin(), H.end()), K, damp, 2);
+  const RdHessian h = rd_prepare_hessian(std::vector<float>(H.begin(), H.end()), K, damp, 2);
+  std::vector<double> Hd = H;
+  double mean = 0;
+  for (int64_t j = 0; j < K; ++j) mean += H[size_t(j * K + j)] / double(K);
+  for (int64_t j = 0; j < K; ++j) Hd[size_t(j * K + j)] += damp * mean;
+  double worst_factor = 0, worst_schur = 0, spread = 0;
+  for (int64_t j = 0; j < K; ++j) {
+    const double u = h.U[size_t(j * K + j)];
+    worst_factor = std::max(worst_factor, std::fabs(w[size_t(j)] * u * u - 1.0));
+    // Solve A y = b, A = Hd[j+1:, j+1:], b = Hd[j+1:, j] (Gaussian elimination in double).
+    const int64_t n = K - 1 - j;
+    std::vector<double> A(static_cast<size_t>(n * n)), b(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) {
+      b[size_t(r)] = Hd[size_t((j + 1 + r) * K + j)];
+      for (int64_t c = 0; c < n; ++c) A[size_t(r * n + c)] = Hd[size_t((j + 1 + r) * K + j + 1 + c)];
+    }
+    for (int64_t c = 0; c < n; ++c)
+      for (int64_t r = c + 1; r < n; ++r) {
+        const double f = A[size_t(r * n + c)] / A[size_t(c * n + c)];
+        for (int64_t k = c; k < n; ++k) A[size_t(r * n + k)] -= f * A[size_t(c * n + k)];
+        b[size_t(r)] -= f * b[size_t(c)];
+      }
+    double schur = Hd[size_t(j * K + j)];
+    std::vector<double> y(static_cast<size_t>(n));
+    for (int64_t r = n - 1; r >= 0; --r) {
+      double v = b[size_t(r)];
+      for (int64_t k = r + 1; k < n; ++k) v -= A[size_t(r * n + k)] * y[size_t(k)];
+      y[size_t(r)] = v / A[size_t(r * n + r)];
+    }
+    for (int64_t r = 0; r < n; ++r) schur -= Hd[size_t(j * K + j + 1 + r)] * y[size_t(r)];
+    worst_schur = std::max(worst_schur, std::fabs(w[size_t(j)] / schur - 1.0));
+    spread = std::max(spread, Hd[size_t(j * K + j)] / schur);
+  }
+  EXPECT_LT(worst_factor, 1e-5) << "Cholesky-only weights vs the full factor's 1/U_jj²";
+  EXPECT_LT(worst_schur, 1e-4) << "vs the double Schur complements";
+  EXPECT_GT(spread, 1.5) << "the inputs should be correlated enough that 1/U_jj² differs from diag(H)";
+}
+
 TEST(RdRate, IdealBitsAreCodeEntropyPlusScaleEntropyOverSixteen) {
   Nvfp4Histogram h;
   // codes 0,1 and 8 (counted as 0): 3/4 zeros, 1/4 ones -> H = 0.811278 bits; two scale values equally often -> 1 bit / 16.
@@ -417,6 +472,7 @@ TEST_F(RdCli, CalibratedOutputPassesCheckAndRoundTripsThroughTheContainer) {
     EXPECT_EQ(c.code, 0) << c.out << c.err;
     auto rep = read_text(out + "/fp4z_rd_report.json");
     EXPECT_NE(rep.find("\"h_weighted_error\""), std::string::npos);
+    EXPECT_NE(rep.find("\"search\": \"cache\""), std::string::npos) << "a small model searches on the cache";
     // The ideal size fp4z stats reports is what rd aimed at.
     auto st = run_command(kFp4z + " stats " + out + " --no-zstd --json");
     ASSERT_EQ(st.code, 0) << st.err;
@@ -435,6 +491,26 @@ TEST_F(RdCli, CalibratedOutputPassesCheckAndRoundTripsThroughTheContainer) {
       std::string rel = fs::relative(e.path(), out).string();
       EXPECT_EQ(read_text(e.path().string()), read_text(out + ".restored/" + rel)) << rel;
     }
+  }
+}
+
+// The full-size path (statistics pass, proxy search runs, one sequential run), forced on the small model:
+// --target-bits lands near the target (an estimate there, not a bound), --lambda runs, outputs pass check.
+TEST_F(RdCli, FullSizeSearchPathHitsTheTargetApproximately) {
+  const std::string base = "FP4Z_RD_CACHE_BYTES=0 " + kFp4z + " quantize --source " + src + " --method rd --calibration " + calib +
+                           " --calibration-seqs 4 --calibration-ctx 128 --sensitivity-seqs 2 -q";
+  for (const std::string arg : {"--target-bits 3.7", "--lambda 1e-6"}) {
+    const std::string out = tmp->path + "/rd-full" + std::to_string(arg.size());
+    auto q = run_command(base + " --out " + out + " " + arg);
+    ASSERT_EQ(q.code, 0) << arg << "\n" << q.err;
+    EXPECT_EQ(run_command(kFp4z + " check " + out).code, 0) << arg;
+    auto rep = read_text(out + "/fp4z_rd_report.json");
+    EXPECT_NE(rep.find("\"search\": \"proxy\""), std::string::npos) << arg;
+    if (arg[2] != 't') continue;
+    auto st = run_command(kFp4z + " stats " + out + " --no-zstd --json");
+    ASSERT_EQ(st.code, 0) << st.err;
+    const double bits = std::stod(st.out.substr(st.out.find("\"ideal_order0_bits_per_weight\": ") + 32));
+    EXPECT_NEAR(bits, 3.7, 0.05) << "the proxies' λ should put the written rate near the target";
   }
 }
 

@@ -39,6 +39,11 @@ struct RdHessian {
 // Throws Error(exit 2) if H is not positive definite even with δ × 1000.
 RdHessian rd_prepare_hessian(std::vector<float>&& H, int64_t K, double damp, int threads);
 
+// GPTQ's per-column distortion weights 1/U_jj² of the factor rd_prepare_hessian would give (K values),
+// from the Cholesky factor alone (U_jj is the reciprocal of its diagonal): half the factor's work and
+// one K² buffer. Used where only the weights are needed (the proxy search runs at full size).
+std::vector<float> rd_column_weights(std::vector<float>&& H, int64_t K, double damp, int threads);
+
 // One quantization pass over W [N, K] (K % 16 == 0): per 16-block rd_choose_block, per element
 // rd_choose_code. With U (K×K from rd_prepare_hessian) each element's distortion weight is 1/U_jj²,
 // the block scale is chosen from the already-updated weights when the block starts, and each

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 #include <set>
 
@@ -69,6 +70,25 @@ void accumulate_moments(const float* x, const float* src, int64_t T, int64_t K, 
     }
   });
 }
+
+// Whether a Linear of a layer pass reads the same input rows as the one observed before it (q/k/v and
+// gate/up share one input: the engine hands them the same pointer back to back).
+struct SharedInput {
+  const float* prev_x = nullptr;
+  std::string prev_module;
+  void reset() {
+    prev_x = nullptr;
+    prev_module.clear();
+  }
+  // Records this call; true if it reads the previous call's rows. *prev = the previous call's module.
+  bool next(const Linear& w, const float* x, std::string* prev) {
+    const bool same = x == prev_x;
+    *prev = prev_module;
+    prev_x = x;
+    prev_module = w.name;
+    return same;
+  }
+};
 
 // Thrown by the calibration observer to end a layer pass early (everything after the stage's input is unused).
 struct StopLayer {};
@@ -166,18 +186,25 @@ RdJob::RdJob(const QuantizeOptions& o, const Checkpoint& src, const std::vector<
         const TensorInfo& t = *src.get(m + ".weight").info;
         bytes += uint64_t(t.shape[1]) * uint64_t(t.shape[1] + t.shape[0]) * 4;
       }
-    fill_h_cache_ = bytes <= kRdCacheBytes;
-    // Otherwise the runs after the first quantize a row subsample of each Linear without feedback, each
-    // column's error weighted by the first run's 1/U_jj² (GPTQ's per-element distortion): an estimate of
+    // FP4Z_RD_CACHE_BYTES (environment) replaces the limit; benches set 0 to run a small model the
+    // full-size way (docs/rd-sweep.md).
+    uint64_t cache_limit = kRdCacheBytes;
+    if (const char* e = std::getenv("FP4Z_RD_CACHE_BYTES")) cache_limit = std::strtoull(e, nullptr, 10);
+    fill_h_cache_ = bytes <= cache_limit;
+    // Otherwise every search and table run (the λ = 0 one included) is a proxy: a row subsample of each
+    // Linear without feedback, each column's error weighted by GPTQ's per-element distortion 1/U_jj²
+    // from the source model's H (one forward statistics pass, collect_column_weights): an estimate of
     // the rate (and of the pooled tables) at a small fraction of a sequential run's cost.
-    fill_col_weights_ = !fill_h_cache_;
+    search_path_ = fill_h_cache_ ? "cache" : "proxy";
+    if (!fill_h_cache_) {
+      collect_column_weights();
+      proxy_search_ = true;
+      sampling_ = sample_stride_ > 1;
+    }
   }
   const double b0 = run_bits(0.0, &d0, &h);
   use_h_cache_ = fill_h_cache_;
   fill_h_cache_ = false;
-  proxy_search_ = fill_col_weights_;
-  fill_col_weights_ = false;
-  if (proxy_search_) sampling_ = sample_stride_ > 1;
   tables_ = rd_costs_from_histogram(h);
   if (has_lambda) {
     for (int pass = 0; pooled_tables_ && pass < kRdRatePasses - 1; ++pass) {
@@ -293,6 +320,14 @@ void RdJob::setup_calibration() {
   eo.threads = threads_;
   eo.isa = kernel_isa();
   eo.max_batch = ctx_;
+  // BF16 source Linears: the prompt kernels with BF16 activations (vdpbf16ps, ≈ 1.7× the f32 kernels'
+  // speed, docs/inference.md) for the calibration forwards. The observer still sees every Linear's f32
+  // input, so H and C are unchanged; only the products that carry the streams to the next Linear round
+  // their input to BF16, the precision the BF16 model itself was trained and is run in. F32 sources
+  // (stories260K) keep the f32 kernels.
+  bool bf16_source = !source_linear_.empty();
+  for (const auto& [m, l] : source_linear_) bf16_source = bf16_source && l.kind == WeightKind::kBF16;
+  eo.bf16_act = bf16_source;
   session_ = std::make_unique<Session>(*model_, eo);
   calib_seconds_ += since(t0);
   if (o_.rd_weighting == "auto") {
@@ -406,6 +441,60 @@ void RdJob::measure_sensitivities() {
   sens_seconds_ = since(t0);
 }
 
+// The proxy runs' column weights: one pass of the source model over the calibration sequences, layer
+// by layer, taking each input's H = mean x xᵀ (the first module that reads an input owns it, as in
+// process_unit) and from it 1/U_jj² (rd_column_weights: the Cholesky factor only). One source layer
+// pass per layer and the moments without C: a fraction of a sequential calibrated run, which also needs
+// the staged quantized passes, the input correction, the full factor and the quantization of every row.
+void RdJob::collect_column_weights() {
+  const auto t0 = Clock::now();
+  const double layer_work_before = factor_seconds_;
+  begin_run(0.0);
+  const int64_t Hd = model_->cfg.hidden;
+  const double tokens = double(int64_t(seqs_.size()) * ctx_);
+  for (const Unit& u : units_) {
+    if (u.layer < 0 || !model_linear(u.layer, u.modules[0])) continue;
+    const std::set<std::string> wanted(u.modules.begin(), u.modules.end());
+    std::map<std::string, std::vector<float>> H;  // per owner, upper triangle
+    std::map<std::string, int64_t> width;
+    SharedInput shared;
+    session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
+      if (layer != u.layer) return;
+      std::string prev;
+      const bool same_input = shared.next(w, x, &prev);
+      if (!wanted.count(w.name)) return;
+      if (!owner_cache_.count(w.name)) owner_cache_[w.name] = same_input && owner_cache_.count(prev) ? owner_cache_[prev] : w.name;
+      if (owner_cache_[w.name] != w.name) return;
+      std::vector<float>& h = H[w.name];
+      if (h.empty()) h.assign(size_t(w.k * w.k), 0.0f);
+      width[w.name] = w.k;
+      const auto tm = Clock::now();
+      accumulate_moments(x, nullptr, T, w.k, h, nullptr, threads_);
+      moments_seconds_ += since(tm);
+    });
+    for (size_t s = 0; s < seqs_.size(); ++s) {
+      shared.reset();
+      session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+    }
+    session_->set_linear_observer(nullptr);
+    for (const auto& m : u.modules)
+      if (!owner_cache_.count(m)) fail_input("rd: calibration never reached '" + m + "'");
+    for (auto& [own, h] : H) {
+      const int64_t K = width[own];
+      const float inv = float(1.0 / tokens);
+      for (int64_t i = 0; i < K; ++i)
+        for (int64_t j = i; j < K; ++j) h[size_t(j * K + i)] = h[size_t(i * K + j)] *= inv;
+      const auto tf = Clock::now();
+      col_weight_cache_[own] = rd_column_weights(std::move(h), K, o_.damp, threads_);
+      factor_seconds_ += since(tf);
+      h = {};
+    }
+    for (const auto& n : model_->ckpt->names)
+      if (decoder_layer_of(n) == u.layer) model_->ckpt->get(n).release();
+  }
+  calib_seconds_ += since(t0) - (factor_seconds_ - layer_work_before);
+}
+
 void RdJob::begin_run(double lambda) {
   lambda_ = lambda;
   next_unit_ = 0;
@@ -466,14 +555,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
           for (int64_t j = 0; j < K; ++j) c[size_t(j * K + j)] += p.added[size_t(j)];
         }
         factor_seconds_ += since(tf);
-        if (fill_col_weights_) {
-          const RdHessian& p = prepared[own];
-          std::vector<float>& cw = col_weight_cache_[own];
-          cw.resize(size_t(K));
-          for (int64_t j = 0; j < K; ++j) cw[size_t(j)] = 1.0f / (p.U[size_t(j * K + j)] * p.U[size_t(j * K + j)]);
-        }
       }
-      if (fill_col_weights_) owner_cache_[m] = own;
       h = &prepared[own];
       if (cached && target_cache_.count(m)) {
         W = target_cache_[m];
@@ -548,14 +630,12 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   std::vector<std::map<std::string, std::vector<float>>> source_x(input_correction_ ? n_seqs : 0);
   size_t cur_seq = 0;
   bool capture_source_inputs = false, stage_taken = false;
-  const float* prev_x = nullptr;
-  std::string prev_module, stage;
+  SharedInput shared;
+  std::string stage;
   session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
     if (layer != u.layer) return;
-    const bool same_input = x == prev_x;
-    const std::string prev = prev_module;
-    prev_x = x;
-    prev_module = w.name;
+    std::string prev;
+    const bool same_input = shared.next(w, x, &prev);
     if (!wanted.count(w.name)) return;
     if (capture_source_inputs) {  // keyed like owners below: the first module that reads an input
       if (!same_input || !wanted.count(prev)) source_x[cur_seq][w.name].assign(x, x + T * w.k);
@@ -590,8 +670,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     capture_source_inputs = true;
     for (size_t s = 0; s < n_seqs; ++s) {
       cur_seq = s;
-      prev_x = nullptr;
-      prev_module.clear();
+      shared.reset();
       session_->run_layers(hidden_fp_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
     }
     capture_source_inputs = false;
@@ -603,8 +682,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     const std::set<std::string> owners_before = accumulated;
     for (size_t s = 0; s < n_seqs; ++s) {
       cur_seq = s;
-      prev_x = nullptr;
-      prev_module.clear();
+      shared.reset();
       std::copy_n(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_ * Hd, scratch.data());
       stage_taken = false;
       try {
@@ -758,6 +836,9 @@ nlohmann::ordered_json RdJob::report() const {
   j["rate_passes"] = kRdRatePasses;
   j["global_room"] = kRdGlobalRoom;
   j["search_runs"] = search_runs_;
+  // "cache": the search reused every layer's H (rate checked by a sequential run); "proxy": column weights
+  // from one source statistics pass and row-subsample proxy runs (docs/quantize.md, "Search at full size").
+  j["search"] = search_path_.empty() ? json(nullptr) : json(search_path_);
   j["seconds"] = {{"calibration_forward", calib_seconds_}, {"sensitivity", sens_seconds_}, {"lambda_search", search_seconds_},
                   {"moments", moments_seconds_}, {"hessian_factor", factor_seconds_}, {"input_correction", correct_seconds_}, {"layer_quantization", quant_seconds_}};
   j["layers"] = layers;

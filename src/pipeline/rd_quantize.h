@@ -92,6 +92,8 @@ class RdJob {
   double search_lambda(double b0, double d0, double hint = 0, double aim = 0);
   void measure_sensitivities();
   void setup_calibration();
+  // The proxy search runs' column weights and owners (models whose search cache would not fit).
+  void collect_column_weights();
   Linear* model_linear(int64_t layer, const std::string& module);
 
   QuantizeOptions o_;
@@ -128,10 +130,12 @@ class RdJob {
   std::map<std::string, std::vector<float>> h_cache_;
   std::map<std::string, std::string> owner_cache_;
   bool fill_h_cache_ = false, use_h_cache_ = false;
-  // Models whose cache would not fit: the first run keeps each input's column weights 1/U_jj² (K floats),
-  // and the later search and table runs are proxies on a row subsample without feedback (see the constructor).
+  // Models whose cache would not fit: each input's column weights 1/U_jj² (K floats) from the source
+  // model's H (collect_column_weights), and every search and table run is a proxy on a row subsample
+  // without feedback (see the constructor).
   std::map<std::string, std::vector<float>> col_weight_cache_;
-  bool fill_col_weights_ = false, proxy_search_ = false;
+  bool proxy_search_ = false;
+  std::string search_path_;  // the report's "search": "cache" or "proxy" (calibrated), empty without calibration
   // uncalibrated search on a row subsample (see kRdSampleWeights)
   int64_t sample_stride_ = 1;
   bool sampling_ = false;
