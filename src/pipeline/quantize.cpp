@@ -225,7 +225,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     io.write(m + (modelopt ? ".weight" : ".weight_packed"), std::move(enc.packed));
     io.write(m + ".weight_scale", std::move(enc.scales));
     float g_out = modelopt ? 1.0f / enc.global_scale : enc.global_scale;
-    std::vector<uint8_t> g_bytes(4);
+    ByteBuffer g_bytes(4);
     std::memcpy(g_bytes.data(), &g_out, 4);
     io.write(m + (modelopt ? ".weight_scale_2" : ".weight_global_scale"), std::move(g_bytes));
     enc.packed = io.spare();
@@ -550,7 +550,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     io.complete(scale_name, std::move(enc.scales));
     enc.packed = io.spare();
     enc.scales = io.spare();
-    std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
+    ByteBuffer gbytes(L.gscale->info->nbytes(), 0);
     std::memcpy(gbytes.data(), &L.g1, 4);
     io.write(L.prefix + ".weight_global_scale", std::move(gbytes));
     replaced.insert(L.prefix + ".weight_packed");
