@@ -132,11 +132,11 @@ TEST(IoQueue, WritesCopiesAndCallsInOrderAndRecyclesBuffers) {
   {
     IoQueue io(w);
     io.prefetch(in, 0, src.size());
-    io.write("big", std::vector<uint8_t>(big.begin(), big.end()));
+    io.write("big", ByteBuffer(big.begin(), big.end()));
     io.copy("copied", in, 0);
     io.call([&] { called = true; });
     io.finish();
-    std::vector<uint8_t> spare = io.spare();  // the written 2 MiB buffer comes back for reuse
+    ByteBuffer spare = io.spare();  // the written 2 MiB buffer comes back for reuse
     EXPECT_GE(spare.capacity(), big.size());
   }
   EXPECT_TRUE(called);
@@ -150,7 +150,7 @@ TEST(IoQueue, AFailedJobSurfacesAtFinishAndLaterSubmissions) {
   fs::create_directories(tmp / "out");
   CheckpointWriter w(tmp / "out", {{"t", DType::U8, {4}}}, 1ull << 40);
   IoQueue io(w);
-  io.write("t", std::vector<uint8_t>(5));  // wrong size: the background write fails
+  io.write("t", ByteBuffer(5, 0));  // wrong size: the background write fails
   Error e = error_of([&] { io.finish(); });
   EXPECT_EQ(e.code, kExitInternal);
   EXPECT_NE(std::string(e.what()).find("size mismatch"), std::string::npos) << e.what();
@@ -167,14 +167,14 @@ TEST(IoQueue, PartsThenCompleteWriteTheTensorAndRecycleItsBuffer) {
   CheckpointWriter w(tmp / "out", {{"t", DType::U8, {int64_t(data.size())}}}, 1ull << 40);
   {
     IoQueue io(w);
-    std::vector<uint8_t> buf(data.begin(), data.end());
+    ByteBuffer buf(data.begin(), data.end());
     const uint64_t third = data.size() / 3;
     io.write_part("t", 2 * third, buf.data() + 2 * third, data.size() - 2 * third);
     io.write_part("t", 0, buf.data(), third);
     io.write_part("t", third, buf.data() + third, third);
     io.complete("t", std::move(buf));
     io.finish();
-    std::vector<uint8_t> spare = io.spare();
+    ByteBuffer spare = io.spare();
     EXPECT_GE(spare.capacity(), data.size());
   }
   w.finish();  // fails ("never written") unless complete() marked it

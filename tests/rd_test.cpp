@@ -77,7 +77,8 @@ void run_oracle(OracleRun& run, const std::vector<float>& W, int64_t N, int64_t 
   run.codes = read_raw<uint8_t>(run.dir / "oracle_codes.u8", size_t(N * K));
 }
 
-std::vector<uint8_t> unpack_all(const std::vector<uint8_t>& packed, size_t n) {
+template <class Bytes>  // std::vector<uint8_t> or ByteBuffer
+std::vector<uint8_t> unpack_all(const Bytes& packed, size_t n) {
   std::vector<uint8_t> c(n);
   unpack_nibbles(packed.data(), n, c.data());
   return c;

@@ -33,7 +33,7 @@ void IoQueue::push(Job&& job) {
   changed_.notify_all();
 }
 
-void IoQueue::write(const std::string& name, std::vector<uint8_t>&& bytes) {
+void IoQueue::write(const std::string& name, ByteBuffer&& bytes) {
   Job j{Kind::kWrite, name, std::move(bytes)};
   push(std::move(j));
 }
@@ -44,7 +44,7 @@ void IoQueue::write_part(const std::string& name, uint64_t at, const uint8_t* p,
   push(std::move(j));
 }
 
-void IoQueue::complete(const std::string& name, std::vector<uint8_t>&& buffer) {
+void IoQueue::complete(const std::string& name, ByteBuffer&& buffer) {
   Job j{Kind::kComplete, name, std::move(buffer)};
   push(std::move(j));
 }
@@ -64,10 +64,10 @@ void IoQueue::call(std::function<void()> task) {
   push(std::move(j));
 }
 
-std::vector<uint8_t> IoQueue::spare() {
+ByteBuffer IoQueue::spare() {
   std::lock_guard<std::mutex> lk(mu_);
   if (spares_.empty()) return {};
-  std::vector<uint8_t> v = std::move(spares_.back());
+  ByteBuffer v = std::move(spares_.back());
   spares_.pop_back();
   return v;
 }

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/byte_buffer.h"
 #include "common/input_file.h"
 #include "format/safetensors.h"
 
@@ -31,14 +32,14 @@ class IoQueue {
   ~IoQueue();  // stops after the job in progress (queued work is dropped on error paths)
 
   // Writes the whole tensor `name` from `bytes` (its size must match the tensor's).
-  void write(const std::string& name, std::vector<uint8_t>&& bytes);
+  void write(const std::string& name, ByteBuffer&& bytes);
   // Writes bytes [at, at + n) of tensor `name` from `p`, which must stay valid and unchanged until a
   // later complete() of the same tensor has run (the queue is in order): a layer's output is written
   // piece by piece while the rest of it is still being encoded.
   void write_part(const std::string& name, uint64_t at, const uint8_t* p, uint64_t n);
   // Marks tensor `name` as written (all its parts queued before) and takes `buffer`, the memory the
   // parts were written from, to recycle it through spare() once they are done.
-  void complete(const std::string& name, std::vector<uint8_t>&& buffer);
+  void complete(const std::string& name, ByteBuffer&& buffer);
   // Copies the whole tensor `name` from `in` at `offset` (CheckpointWriter::copy_from).
   void copy(const std::string& name, const InputFile& in, uint64_t offset);
   // Starts reading [offset, offset + len) of `in` into the page cache (prefetch_input).
@@ -46,7 +47,7 @@ class IoQueue {
   // Runs `task` on the background thread (e.g. copying the config and tokenizer files meanwhile).
   void call(std::function<void()> task);
   // A buffer that was written and can be refilled (capacity kept), or an empty one.
-  std::vector<uint8_t> spare();
+  ByteBuffer spare();
   // Waits until everything queued is done; rethrows the first failure.
   void finish();
 
@@ -55,7 +56,7 @@ class IoQueue {
   struct Job {
     Kind kind;
     std::string name;
-    std::vector<uint8_t> bytes;
+    ByteBuffer bytes;
     const InputFile* in = nullptr;
     uint64_t offset = 0, len = 0;
     std::function<void()> task;
@@ -68,7 +69,7 @@ class IoQueue {
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<Job> jobs_;
-  std::vector<std::vector<uint8_t>> spares_;
+  std::vector<ByteBuffer> spares_;
   uint64_t queued_bytes_ = 0;
   bool busy_ = false, stop_ = false;
   std::exception_ptr error_;

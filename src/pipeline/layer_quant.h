@@ -4,6 +4,7 @@
 #include <functional>
 #include <vector>
 
+#include "common/byte_buffer.h"
 #include "format/dtype.h"
 #include "nvfp4/kernels.h"
 
@@ -25,8 +26,8 @@ struct WeightView {
 };
 
 struct LayerEncoding {
-  std::vector<uint8_t> packed;  // [rows, cols/2]
-  std::vector<uint8_t> scales;  // [rows, cols/16] E4M3
+  ByteBuffer packed;  // [rows, cols/2], unwritten until encoded
+  ByteBuffer scales;  // [rows, cols/16] E4M3
   float global_scale = 1;
   LayerMetrics metrics;   // of the new encoding
   LayerMetrics baseline;  // seed: of the template's encoding

@@ -227,7 +227,7 @@ void run_absmax(const QuantizeOptions& o, QuantizeResult& res) {
     io.write(names.codes, std::move(enc.packed));
     io.write(names.block_scales, std::move(enc.scales));
     float g_out = modelopt ? 1.0f / enc.global_scale : enc.global_scale;
-    std::vector<uint8_t> g_bytes(4);
+    ByteBuffer g_bytes(4);
     std::memcpy(g_bytes.data(), &g_out, 4);
     io.write(names.global_scale, std::move(g_bytes));
     enc.packed = io.spare();
@@ -553,7 +553,7 @@ void run_seed(const QuantizeOptions& o, QuantizeResult& res) {
     io.complete(scale_name, std::move(enc.scales));
     enc.packed = io.spare();
     enc.scales = io.spare();
-    std::vector<uint8_t> gbytes(L.gscale->info->nbytes());
+    ByteBuffer gbytes(L.gscale->info->nbytes(), 0);
     std::memcpy(gbytes.data(), &L.g1, 4);
     io.write(global_name, std::move(gbytes));
     replaced.insert(packed_name);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/byte_buffer.h"
 #include "nvfp4/rd.h"
 
 namespace fp4z {
@@ -79,7 +80,7 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const std::vector<dou
                      uint8_t* packed, const uint8_t* scales, int sweeps, int threads);
 
 struct RdLayerResult {
-  std::vector<uint8_t> packed, scales;
+  ByteBuffer packed, scales;  // every byte written by the layer's pass
   Nvfp4Histogram hist;
   RdCostTables costs{};     // the tables of the final pass
   double mse = 0;           // mean (deq − w)² over the weights
