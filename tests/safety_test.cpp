@@ -210,6 +210,40 @@ TEST(OutputNeverInput, DecompressCompressImport) {
   EXPECT_TRUE(fs::exists(tmp / "imp/m.bin"));
 }
 
+// The other writers (export-gguf, eval logits, eval mmlu --log-samples, sweep, quantize's
+// --calibration text): each output that is, contains or lies inside one of its inputs is refused.
+TEST(OutputNeverInput, EveryOtherWriter) {
+  TempDir tmp("fp4z-safety");
+  make_checkpoint(tmp / "m");
+  auto before = snapshot(tmp / "m");
+  auto refused = [&](const std::string& args, const std::string& why) {
+    CommandResult r = fp4z_cmd(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << args << ": " << r.err;
+  };
+  refused("export-gguf " + q(tmp / "m") + " -o " + q(tmp / "m/model.safetensors") + " --force", "lies inside the input");
+  refused("eval logits --model " + q(tmp / "m") + " --ids 1,2,3 -o " + q(tmp / "m/model.safetensors") + " --force -q",
+          "lies inside the input");
+  EXPECT_EQ(snapshot(tmp / "m"), before);
+
+  write_text(tmp / "mmlu/dev/x_dev.csv", "q,a,b,c,d,A\n");
+  refused("eval mmlu --model " + q(tmp / "m") + " --data " + q(tmp / "mmlu") + " --log-samples " +
+              q(tmp / "mmlu/dev/x_dev.csv") + " --force -q",
+          "lies inside the input");
+  EXPECT_EQ(read_text(tmp / "mmlu/dev/x_dev.csv"), "q,a,b,c,d,A\n");
+
+  // Text inputs next to the output: the directory that holds them may not become the output.
+  write_text(tmp / "d/cal.txt", slow_text(4000));
+  refused("quantize --source " + q(tmp / "m") + " --method rd --lambda 0.01 --calibration " + q(tmp / "d/cal.txt") +
+              " --out " + q(tmp / "d") + " --force -q",
+          "contains the input");
+  refused("sweep --source " + q(tmp / "m") + " --eval " + q(tmp / "d/cal.txt") + " --out " + q(tmp / "d") + " --force -q",
+          "contains the input");
+  EXPECT_EQ(read_text(tmp / "d/cal.txt"), slow_text(4000));
+  EXPECT_EQ(names_with_prefix(tmp / "d", "").size(), 1u);
+}
+
 // ---- 2. interruption ----------------------------------------------------------------------------
 
 namespace {

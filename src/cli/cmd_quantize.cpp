@@ -55,7 +55,7 @@ int cmd_quantize(int argc, char** argv) {
   o.isa = detect_isa();
   if (o.method == "seed" && o.template_dir.empty()) fail_input("--method seed needs --template NVFP4_DIR");
   if (o.method == "absmax" && !o.template_dir.empty()) fail_input("--template is only used by --method seed");
-  require_output_apart(o.out, {o.source, o.template_dir}, "--out");
+  require_output_apart(o.out, {o.source, o.template_dir, o.calibration}, "--out");
 
   QuantizeResult r = quantize_checkpoint(o);
 
