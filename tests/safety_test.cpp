@@ -410,6 +410,43 @@ TEST(AtomicReplacement, OutputAppearingDuringRunIsKeptWithoutForce) {
   EXPECT_TRUE(names_with_prefix(tmp.path, ".restored.").empty());
 }
 
+// Where renameat2's flags are unsupported (the shim makes every call fail with EINVAL), the documented
+// fallback still replaces a directory output whole with --force and leaves no ".old" copy, and a file
+// output without --force is published with link(2), which refuses a file that appeared meanwhile.
+TEST(AtomicReplacement, FallbackWithoutRenameFlags) {
+  TempDir tmp("fp4z-safety");
+  std::string asan = getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "";
+  std::string env = "LD_PRELOAD=" + q(FP4Z_RENAME_FLAGS_UNSUPPORTED) + " ASAN_OPTIONS=" +
+                    q(asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0") + " RENAME_SHIM_LOG=" +
+                    q(tmp / "shim.log") + " ";
+  write_text(tmp / "in/a.txt", "new contents");
+  ASSERT_EQ(run_command(env + kFp4z + " compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q").code, 0);
+  CommandResult r = run_command(env + kFp4z + " compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  write_text(tmp / "out/old.txt", "old output");
+  r = run_command(env + kFp4z + " decompress " + q(tmp / "x.fp4z") + " -o " + q(tmp / "out") + " --force -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_text(tmp / "out/a.txt"), "new contents");
+  EXPECT_FALSE(fs::exists(tmp / "out/old.txt"));
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".out.").empty());
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".x.fp4z.").empty());
+  // Both publications above went through the fallback: each called renameat2 once and was refused.
+  EXPECT_EQ(read_text(tmp / "shim.log"), "renameat2\nrenameat2\n");
+
+  write_text(tmp / "big/a.txt", slow_text(8 << 20));
+  setenv("LD_PRELOAD", FP4Z_RENAME_FLAGS_UNSUPPORTED, 1);
+  setenv("ASAN_OPTIONS", (asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0").c_str(), 1);
+  ChildResult c = during_run({kFp4z, "compress", tmp / "big", "-o", tmp / "y.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
+                             tmp.path, ".y.fp4z.tmp-", [&](const Child&) { write_text(tmp / "y.fp4z", "someone else's file"); }, tmp.path);
+  unsetenv("LD_PRELOAD");
+  if (asan.empty()) unsetenv("ASAN_OPTIONS");
+  else setenv("ASAN_OPTIONS", asan.c_str(), 1);
+  EXPECT_EQ(c.code, 2) << c.err;
+  EXPECT_NE(c.err.find("appeared"), std::string::npos) << c.err;
+  EXPECT_EQ(read_text(tmp / "y.fp4z"), "someone else's file");
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".y.fp4z.").empty());
+}
+
 // ---- 4. hostile JSON and tokenizers stay cheap --------------------------------------------------
 
 TEST(HostileJson, MillionTensorHeaderChecksInUnderFiveSecondsOfCpu) {
