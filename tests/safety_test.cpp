@@ -499,6 +499,26 @@ TEST(HostileJson, TokenizerIdOf2Pow27StaysUnder100MB) {
   std::printf("tokenize with vocab id 2^27: %ld KB peak RSS\n", r.max_rss_kb);
 }
 
+// A tokenizer.json (or tokenizer_config.json) of a few MB of brackets: nlohmann::json copies recurse
+// once per level, so this crashed with a stack overflow; the depth is now bounded before parsing.
+TEST(HostileJson, DeeplyNestedTokenizerFilesAreRefused) {
+  TempDir tmp("fp4z-safety");
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  const std::string model = R"("model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]})";
+  write_text(tmp / "m/tokenizer.json", "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":" + deep + "," + model + "}");
+  CommandResult r = fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("tokenizer.json: nested deeper than 128 levels"), std::string::npos) << r.err;
+
+  write_text(tmp / "m/tokenizer.json", "{\"version\":\"1.0\",\"added_tokens\":[]," + model + "}");
+  ASSERT_EQ(fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab").code, 0) << "the shallow file itself is valid";
+  write_text(tmp / "m/tokenizer_config.json", "{\"x\":" + deep + "}");
+  r = fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("tokenizer_config.json: nested deeper than 128 levels"), std::string::npos) << r.err;
+}
+
 // ---- 5. inputs truncated while mapped -----------------------------------------------------------
 
 TEST(TruncatedInput, MappedReadsSeeZerosAndTheFileIsNamed) {
