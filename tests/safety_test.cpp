@@ -618,6 +618,23 @@ TEST(ContainerNames, ListingEscapesTensorNamesAndCompressRefusesControlPaths) {
   EXPECT_FALSE(fs::exists(tmp / "y.fp4z"));
 }
 
+// check's report quotes tensor names from the safetensors header: a name with a newline and an
+// escape sequence appears escaped on its own line instead of forging a report row.
+TEST(ContainerNames, CheckReportEscapesTensorNames) {
+  TempDir tmp("fp4z-safety");
+  make_checkpoint(tmp / "ck");
+  std::string h = R"({"__metadata__":{"format":"pt"},"model.layers.0.mlp.x\nOK: no problems found\u001b[2J.weight_packed":)"
+                  R"({"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
+  std::string file(8, '\0');
+  file[0] = char(h.size());
+  write_text(tmp / "ck/model.safetensors", file + h + "abcd");
+  CommandResult r = fp4z_cmd("check " + q(tmp / "ck"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nOK: no problems found"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model.layers.0.mlp.x\\nOK: no problems found\\x1B[2J"), std::string::npos) << r.out;
+}
+
 TEST(Printable, EscapesWhatCouldForgeLinesOrReachTheTerminal) {
   EXPECT_EQ(fp4z::printable("plain/path_é.txt"), "plain/path_é.txt");
   EXPECT_EQ(fp4z::printable("a\nb\tc\\"), "a\\nb\\tc\\\\");
