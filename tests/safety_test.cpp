@@ -447,6 +447,28 @@ TEST(AtomicReplacement, FallbackWithoutRenameFlags) {
   EXPECT_TRUE(names_with_prefix(tmp.path, ".y.fp4z.").empty());
 }
 
+// A dangling symbolic link at the target is an existing output: refused at start-up without --force
+// (it used to be met only when publishing, after all the work), replaced by the output with --force.
+TEST(AtomicReplacement, DanglingLinkAtTargetIsRefusedAtStartWithoutForce) {
+  TempDir tmp("fp4z-safety");
+  write_text(tmp / "in/a.txt", "contents");
+  fs::create_symlink(tmp / "nowhere/x", tmp / "x.fp4z");
+  fs::create_symlink(tmp / "nowhere/d", tmp / "restored");
+  CommandResult r = fp4z_cmd("compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp / "x.fp4z"));
+  ASSERT_EQ(fp4z_cmd("compress " + q(tmp / "in") + " -o " + q(tmp / "y.fp4z") + " -q").code, 0);
+  r = fp4z_cmd("decompress " + q(tmp / "y.fp4z") + " -o " + q(tmp / "restored") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp / "restored"));
+  r = fp4z_cmd("decompress " + q(tmp / "y.fp4z") + " -o " + q(tmp / "restored") + " --force -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_text(tmp / "restored/a.txt"), "contents");
+  EXPECT_FALSE(fs::exists(tmp / "nowhere"));
+}
+
 // ---- 4. hostile JSON and tokenizers stay cheap --------------------------------------------------
 
 TEST(HostileJson, MillionTensorHeaderChecksInUnderFiveSecondsOfCpu) {

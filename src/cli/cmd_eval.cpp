@@ -245,7 +245,7 @@ int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::st
   Session s(*model, eo);
   std::unique_ptr<Progress> prog;
   std::string samples;  // JSON lines, published atomically when the run completes
-  if (!log_samples.empty() && !force && std::filesystem::exists(log_samples))
+  if (!log_samples.empty() && !force && std::filesystem::exists(std::filesystem::symlink_status(log_samples)))
     fail_input(log_samples + ": output already exists (use --force to replace it)");
   MmluResult r = run_mmlu(
       s, *tok, data, mo,
