@@ -319,7 +319,7 @@ TEST(Interruption, CompressLeavesNothingOnSigintSigtermSighup) {
     EXPECT_EQ(r.code, codes[i]) << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
     EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
-    EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << names_with_prefix(tmp / "out", "").size() << " entries";
+    EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
   }
 }
 
@@ -330,7 +330,7 @@ TEST(Interruption, DecompressLeavesNothingOnSigterm) {
   ChildResult r = during_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "out/restored", "--threads", "1", "-q"},
                              tmp / "out", ".restored.tmp-", signal_after(SIGTERM, 20), tmp.path);
   EXPECT_EQ(r.code, 143) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 }
 
 TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
@@ -343,14 +343,14 @@ TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
                              tmp / "out", ".q.tmp-", signal_after(SIGINT, 0), tmp.path);
   EXPECT_EQ(r.code, 130) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 
   r = during_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"}, tmp / "out",
                  ".q.tmp-", truncate_to(tmp / "src/model.safetensors", 1 << 20), tmp.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_NE(r.err.find("model.safetensors: input file was truncated"), std::string::npos) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 }
 
 TEST(Interruption, LaterRunRemovesStagingOfDeadProcesses) {
