@@ -210,6 +210,40 @@ TEST(OutputNeverInput, DecompressCompressImport) {
   EXPECT_TRUE(fs::exists(tmp / "imp/m.bin"));
 }
 
+// The other writers (export-gguf, eval logits, eval mmlu --log-samples, sweep, quantize's
+// --calibration text): each output that is, contains or lies inside one of its inputs is refused.
+TEST(OutputNeverInput, EveryOtherWriter) {
+  TempDir tmp("fp4z-safety");
+  make_checkpoint(tmp / "m");
+  auto before = snapshot(tmp / "m");
+  auto refused = [&](const std::string& args, const std::string& why) {
+    CommandResult r = fp4z_cmd(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << args << ": " << r.err;
+  };
+  refused("export-gguf " + q(tmp / "m") + " -o " + q(tmp / "m/model.safetensors") + " --force", "lies inside the input");
+  refused("eval logits --model " + q(tmp / "m") + " --ids 1,2,3 -o " + q(tmp / "m/model.safetensors") + " --force -q",
+          "lies inside the input");
+  EXPECT_EQ(snapshot(tmp / "m"), before);
+
+  write_text(tmp / "mmlu/dev/x_dev.csv", "q,a,b,c,d,A\n");
+  refused("eval mmlu --model " + q(tmp / "m") + " --data " + q(tmp / "mmlu") + " --log-samples " +
+              q(tmp / "mmlu/dev/x_dev.csv") + " --force -q",
+          "lies inside the input");
+  EXPECT_EQ(read_text(tmp / "mmlu/dev/x_dev.csv"), "q,a,b,c,d,A\n");
+
+  // Text inputs next to the output: the directory that holds them may not become the output.
+  write_text(tmp / "d/cal.txt", slow_text(4000));
+  refused("quantize --source " + q(tmp / "m") + " --method rd --lambda 0.01 --calibration " + q(tmp / "d/cal.txt") +
+              " --out " + q(tmp / "d") + " --force -q",
+          "contains the input");
+  refused("sweep --source " + q(tmp / "m") + " --eval " + q(tmp / "d/cal.txt") + " --out " + q(tmp / "d") + " --force -q",
+          "contains the input");
+  EXPECT_EQ(read_text(tmp / "d/cal.txt"), slow_text(4000));
+  EXPECT_EQ(names_with_prefix(tmp / "d", "").size(), 1u);
+}
+
 // ---- 2. interruption ----------------------------------------------------------------------------
 
 namespace {
@@ -285,7 +319,7 @@ TEST(Interruption, CompressLeavesNothingOnSigintSigtermSighup) {
     EXPECT_EQ(r.code, codes[i]) << r.err;
     EXPECT_TRUE(one_line(r.err)) << r.err;
     EXPECT_NE(r.err.find("interrupted"), std::string::npos) << r.err;
-    EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << names_with_prefix(tmp / "out", "").size() << " entries";
+    EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
   }
 }
 
@@ -296,7 +330,7 @@ TEST(Interruption, DecompressLeavesNothingOnSigterm) {
   ChildResult r = during_run({kFp4z, "decompress", tmp / "z.fp4z", "-o", tmp / "out/restored", "--threads", "1", "-q"},
                              tmp / "out", ".restored.tmp-", signal_after(SIGTERM, 20), tmp.path);
   EXPECT_EQ(r.code, 143) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 }
 
 TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
@@ -309,14 +343,14 @@ TEST(Interruption, QuantizeLeavesNothingOnSigintAndRefusesATruncatedSource) {
                              tmp / "out", ".q.tmp-", signal_after(SIGINT, 0), tmp.path);
   EXPECT_EQ(r.code, 130) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 
   r = during_run({kFp4z, "quantize", "--source", tmp / "src", "--out", tmp / "out/q", "--threads", "1", "-q"}, tmp / "out",
                  ".q.tmp-", truncate_to(tmp / "src/model.safetensors", 1 << 20), tmp.path);
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_NE(r.err.find("model.safetensors: input file was truncated"), std::string::npos) << r.err;
-  EXPECT_TRUE(fs::is_empty(tmp / "out"));
+  EXPECT_TRUE(fs::is_empty(tmp / "out")) << "left behind: " << ::testing::PrintToString(names_with_prefix(tmp / "out", ""));
 }
 
 TEST(Interruption, LaterRunRemovesStagingOfDeadProcesses) {
@@ -376,6 +410,65 @@ TEST(AtomicReplacement, OutputAppearingDuringRunIsKeptWithoutForce) {
   EXPECT_TRUE(names_with_prefix(tmp.path, ".restored.").empty());
 }
 
+// Where renameat2's flags are unsupported (the shim makes every call fail with EINVAL), the documented
+// fallback still replaces a directory output whole with --force and leaves no ".old" copy, and a file
+// output without --force is published with link(2), which refuses a file that appeared meanwhile.
+TEST(AtomicReplacement, FallbackWithoutRenameFlags) {
+  TempDir tmp("fp4z-safety");
+  std::string asan = getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "";
+  std::string env = "LD_PRELOAD=" + q(FP4Z_RENAME_FLAGS_UNSUPPORTED) + " ASAN_OPTIONS=" +
+                    q(asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0") + " RENAME_SHIM_LOG=" +
+                    q(tmp / "shim.log") + " ";
+  write_text(tmp / "in/a.txt", "new contents");
+  ASSERT_EQ(run_command(env + kFp4z + " compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q").code, 0);
+  CommandResult r = run_command(env + kFp4z + " compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  write_text(tmp / "out/old.txt", "old output");
+  r = run_command(env + kFp4z + " decompress " + q(tmp / "x.fp4z") + " -o " + q(tmp / "out") + " --force -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_text(tmp / "out/a.txt"), "new contents");
+  EXPECT_FALSE(fs::exists(tmp / "out/old.txt"));
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".out.").empty());
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".x.fp4z.").empty());
+  // Both publications above went through the fallback: each called renameat2 once and was refused.
+  EXPECT_EQ(read_text(tmp / "shim.log"), "renameat2\nrenameat2\n");
+
+  write_text(tmp / "big/a.txt", slow_text(8 << 20));
+  setenv("LD_PRELOAD", FP4Z_RENAME_FLAGS_UNSUPPORTED, 1);
+  setenv("ASAN_OPTIONS", (asan + (asan.empty() ? "" : ":") + "verify_asan_link_order=0").c_str(), 1);
+  ChildResult c = during_run({kFp4z, "compress", tmp / "big", "-o", tmp / "y.fp4z", "--zstd-level", "22", "--threads", "1", "-q"},
+                             tmp.path, ".y.fp4z.tmp-", [&](const Child&) { write_text(tmp / "y.fp4z", "someone else's file"); }, tmp.path);
+  unsetenv("LD_PRELOAD");
+  if (asan.empty()) unsetenv("ASAN_OPTIONS");
+  else setenv("ASAN_OPTIONS", asan.c_str(), 1);
+  EXPECT_EQ(c.code, 2) << c.err;
+  EXPECT_NE(c.err.find("appeared"), std::string::npos) << c.err;
+  EXPECT_EQ(read_text(tmp / "y.fp4z"), "someone else's file");
+  EXPECT_TRUE(names_with_prefix(tmp.path, ".y.fp4z.").empty());
+}
+
+// A dangling symbolic link at the target is an existing output: refused at start-up without --force
+// (it used to be met only when publishing, after all the work), replaced by the output with --force.
+TEST(AtomicReplacement, DanglingLinkAtTargetIsRefusedAtStartWithoutForce) {
+  TempDir tmp("fp4z-safety");
+  write_text(tmp / "in/a.txt", "contents");
+  fs::create_symlink(tmp / "nowhere/x", tmp / "x.fp4z");
+  fs::create_symlink(tmp / "nowhere/d", tmp / "restored");
+  CommandResult r = fp4z_cmd("compress " + q(tmp / "in") + " -o " + q(tmp / "x.fp4z") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp / "x.fp4z"));
+  ASSERT_EQ(fp4z_cmd("compress " + q(tmp / "in") + " -o " + q(tmp / "y.fp4z") + " -q").code, 0);
+  r = fp4z_cmd("decompress " + q(tmp / "y.fp4z") + " -o " + q(tmp / "restored") + " -q");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp / "restored"));
+  r = fp4z_cmd("decompress " + q(tmp / "y.fp4z") + " -o " + q(tmp / "restored") + " --force -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_text(tmp / "restored/a.txt"), "contents");
+  EXPECT_FALSE(fs::exists(tmp / "nowhere"));
+}
+
 // ---- 4. hostile JSON and tokenizers stay cheap --------------------------------------------------
 
 TEST(HostileJson, MillionTensorHeaderChecksInUnderFiveSecondsOfCpu) {
@@ -426,6 +519,26 @@ TEST(HostileJson, TokenizerIdOf2Pow27StaysUnder100MB) {
   EXPECT_NE(r.err.find("134217728"), std::string::npos) << r.err;
   EXPECT_LT(r.max_rss_kb, 100 * 1024) << "peak RSS in KB";
   std::printf("tokenize with vocab id 2^27: %ld KB peak RSS\n", r.max_rss_kb);
+}
+
+// A tokenizer.json (or tokenizer_config.json) of a few MB of brackets: nlohmann::json copies recurse
+// once per level, so this crashed with a stack overflow; the depth is now bounded before parsing.
+TEST(HostileJson, DeeplyNestedTokenizerFilesAreRefused) {
+  TempDir tmp("fp4z-safety");
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  const std::string model = R"("model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]})";
+  write_text(tmp / "m/tokenizer.json", "{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":" + deep + "," + model + "}");
+  CommandResult r = fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  EXPECT_NE(r.err.find("tokenizer.json: nested deeper than 128 levels"), std::string::npos) << r.err;
+
+  write_text(tmp / "m/tokenizer.json", "{\"version\":\"1.0\",\"added_tokens\":[]," + model + "}");
+  ASSERT_EQ(fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab").code, 0) << "the shallow file itself is valid";
+  write_text(tmp / "m/tokenizer_config.json", "{\"x\":" + deep + "}");
+  r = fp4z_cmd("tokenize --model " + q(tmp / "m") + " ab");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("tokenizer_config.json: nested deeper than 128 levels"), std::string::npos) << r.err;
 }
 
 // ---- 5. inputs truncated while mapped -----------------------------------------------------------
@@ -525,6 +638,23 @@ TEST(ContainerNames, ListingEscapesTensorNamesAndCompressRefusesControlPaths) {
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(one_line(r.err)) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "y.fp4z"));
+}
+
+// check's report quotes tensor names from the safetensors header: a name with a newline and an
+// escape sequence appears escaped on its own line instead of forging a report row.
+TEST(ContainerNames, CheckReportEscapesTensorNames) {
+  TempDir tmp("fp4z-safety");
+  make_checkpoint(tmp / "ck");
+  std::string h = R"({"__metadata__":{"format":"pt"},"model.layers.0.mlp.x\nOK: no problems found\u001b[2J.weight_packed":)"
+                  R"({"dtype":"U8","shape":[4],"data_offsets":[0,4]}})";
+  std::string file(8, '\0');
+  file[0] = char(h.size());
+  write_text(tmp / "ck/model.safetensors", file + h + "abcd");
+  CommandResult r = fp4z_cmd("check " + q(tmp / "ck"));
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\nOK: no problems found"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model.layers.0.mlp.x\\nOK: no problems found\\x1B[2J"), std::string::npos) << r.out;
 }
 
 TEST(Printable, EscapesWhatCouldForgeLinesOrReachTheTerminal) {

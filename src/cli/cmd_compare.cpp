@@ -4,6 +4,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/printable.h"
 #include "pipeline/compare.h"
 
 namespace fp4z::cli {
@@ -14,7 +15,7 @@ std::string short_name(const std::string& s, size_t n) { return s.size() <= n ? 
 
 void print_cell(const CompareCell& c) {
   if (!c.quantized) {
-    std::printf(" | %-29s", ("kept " + c.kept_dtype).c_str());
+    std::printf(" | %-29s", ("kept " + printable(c.kept_dtype)).c_str());
     return;
   }
   std::printf(" | %6.2f%% %9.3e %5.1f%% %5.1f%%", 100 * c.proxy, c.mse, 100 * c.zero_fraction, 100 * c.top_fraction);
@@ -76,7 +77,7 @@ int cmd_compare(int argc, char** argv) {
   for (const auto& row : r.rows) {
     char shape[32];
     std::snprintf(shape, sizeof shape, "%lldx%lld", (long long)row.rows, (long long)row.cols);
-    std::printf("%-36s %9s", short_name(row.layer, 36).c_str(), shape);
+    std::printf("%-36s %9s", short_name(printable(row.layer), 36).c_str(), shape);
     for (const auto& c : row.cells) print_cell(c);
     std::printf("\n");
   }

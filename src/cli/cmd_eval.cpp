@@ -9,6 +9,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/parallel.h"
+#include "common/path_guard.h"
 #include "common/progress.h"
 #include "eval/mmlu.h"
 #include "eval/ppl.h"
@@ -224,6 +225,7 @@ nlohmann::ordered_json sample_json(const MmluSample& x) {
 
 int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::string& subjects, int64_t limit, bool limit_given,
                  int shots, int64_t max_seq_len, bool hendrycks, const std::string& log_samples, bool force) {
+  if (!log_samples.empty()) require_output_apart(log_samples, {co.model, data}, "--log-samples");
   auto model = load_model(co.model);
   auto tok = load_tokenizer(co.model);
   MmluOptions mo;
@@ -243,7 +245,7 @@ int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::st
   Session s(*model, eo);
   std::unique_ptr<Progress> prog;
   std::string samples;  // JSON lines, published atomically when the run completes
-  if (!log_samples.empty() && !force && std::filesystem::exists(log_samples))
+  if (!log_samples.empty() && !force && std::filesystem::exists(std::filesystem::symlink_status(log_samples)))
     fail_input(log_samples + ": output already exists (use --force to replace it)");
   MmluResult r = run_mmlu(
       s, *tok, data, mo,
@@ -303,6 +305,7 @@ int run_mmlu_cmd(const CommonOptions& co, const std::string& data, const std::st
 
 // Logits of every position of one token sequence, as a float32 .npy [tokens, vocab].
 int run_logits_cmd(const CommonOptions& co, const std::string& ids_text, const std::string& out, bool force) {
+  require_output_apart(out, {co.model}, "-o");
   auto model = load_model(co.model);
   std::vector<int32_t> ids = parse_token_ids(ids_text, "--ids");
   if (ids.empty()) fail_input("--ids: no token ids");

@@ -4,6 +4,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "common/path_guard.h"
 #include "pipeline/export_gguf.h"
 
 namespace fp4z::cli {
@@ -22,6 +23,7 @@ int cmd_export_gguf(int argc, char** argv) {
   app.add_option("-t,--threads", opt.threads, "threads (0 = all cores)");
   app.add_flag("--force", opt.force, "replace an existing output file");
   FP4Z_PARSE_OR_RETURN(app, argc, argv);
+  require_output_apart(opt.out_path, {opt.model_dir}, "-o");
   opt.format = type == "q4_0" ? GgufLinearFormat::kQ4_0 : GgufLinearFormat::kNvfp4;
   ExportGgufResult r = export_gguf(opt);
   std::printf("exported %s -> %s: %s, tokenizer %s (%lld tokens), %llu tensors, linears %llu NVFP4 + %llu Q4_0 + %llu as stored"

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "common/cpu.h"
 #include "common/path_guard.h"
+#include "common/printable.h"
 #include "format/safetensors.h"
 #include "pipeline/quantize.h"
 
@@ -55,11 +56,11 @@ int cmd_quantize(int argc, char** argv) {
   o.isa = detect_isa();
   if (o.method == "seed" && o.template_dir.empty()) fail_input("--method seed needs --template NVFP4_DIR");
   if (o.method == "absmax" && !o.template_dir.empty()) fail_input("--template is only used by --method seed");
-  require_output_apart(o.out, {o.source, o.template_dir}, "--out");
+  require_output_apart(o.out, {o.source, o.template_dir, o.calibration}, "--out");
 
   QuantizeResult r = quantize_checkpoint(o);
 
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", printable(w).c_str());
   if (r.worst_fused_factor < 1.0)
     std::fprintf(stderr, "warning: %zu fused-group members have mismatched global scales; vLLM dequantizes each fused layer with "
                          "the largest, scaling members by as little as x%.3f. Use --fused-global-scale for a loader-safe checkpoint.\n",
@@ -71,9 +72,10 @@ int cmd_quantize(int argc, char** argv) {
     if (++shown > 12 && r.layers.size() > 14) continue;
     char shape[32];
     std::snprintf(shape, sizeof shape, "%lldx%lld", (long long)l.rows, (long long)l.cols);
-    std::string name = l.name.size() > 52 ? "…" + l.name.substr(l.name.size() - 51) : l.name;
+    std::string name = printable(l.name);
+    if (name.size() > 52) name = "…" + name.substr(name.size() - 51);
     if (!l.quantized) {
-      std::fprintf(stderr, "%-52s %12s   kept in source dtype (%s)\n", name.c_str(), shape, l.kept_reason.c_str());
+      std::fprintf(stderr, "%-52s %12s   kept in source dtype (%s)\n", name.c_str(), shape, printable(l.kept_reason).c_str());
       continue;
     }
     if (l.has_baseline)

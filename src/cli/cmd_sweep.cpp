@@ -4,6 +4,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/path_guard.h"
 #include "pipeline/rd_sweep.h"
 
 namespace fp4z::cli {
@@ -37,6 +38,7 @@ int cmd_sweep(int argc, char** argv) {
     return 0;
   }
   if (o.source.empty() || o.eval_text.empty() || o.out.empty()) fail_input("fp4z sweep needs --source, --eval and --out (or --replot DIR)");
+  require_output_apart(o.out, {o.source, o.calibration, o.eval_text}, "--out");
   auto pts = run_sweep(o);
   std::printf("%-16s %9s %9s %11s %8s %8s %8s %8s\n", "point", "bits", "coded", "weight_mse", "ppl", "KL", "KL_p99", "top1");
   for (const auto& p : pts)

@@ -25,15 +25,26 @@ std::set<std::string>& staging_paths() {
 
 // Removes a staging tree even while workers are still writing into it: the tree is first renamed
 // away (so workers that open new files under the old name fail instead of recreating it), then
-// deleted; a path that reappears (a worker's create_directories) is removed again.
+// deleted. Both names are checked again until neither exists: a path that reappears (a worker's
+// create_directories) is removed again, and so is the renamed tree when a file was created in it
+// while it was being deleted (an open(O_CREAT) whose path was resolved just before the rename),
+// which makes remove_all fail with ENOTEMPTY.
 void remove_staging_now(const std::string& path) {
   namespace fs = std::filesystem;
-  for (int attempt = 0; attempt < 4; ++attempt) {
+  const std::string doomed = path + ".interrupted";
+  for (int attempt = 0; attempt < 8; ++attempt) {
     std::error_code ec;
-    if (!fs::exists(fs::symlink_status(path, ec))) return;
-    std::string doomed = path + ".interrupted";
-    fs::rename(path, doomed, ec);
-    fs::remove_all(ec ? path : doomed, ec);
+    bool at_path = fs::exists(fs::symlink_status(path, ec));
+    bool at_doomed = fs::exists(fs::symlink_status(doomed, ec));
+    if (!at_path && !at_doomed) return;
+    if (at_path) {
+      fs::rename(path, doomed, ec);
+      if (ec) {  // e.g. the renamed tree of an earlier attempt is still there: delete in place
+        fs::remove_all(path, ec);
+        continue;
+      }
+    }
+    fs::remove_all(doomed, ec);
   }
 }
 

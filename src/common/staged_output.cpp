@@ -187,7 +187,8 @@ void require_free_space(const std::string& target, uint64_t bytes) {
 
 void require_output_dir_free(const std::string& dir, bool force) {
   std::error_code ec;
-  if (!fs::exists(dir, ec)) return;
+  // A dangling symbolic link is something at the target too (publishing would meet it at the end).
+  if (!fs::exists(fs::symlink_status(dir, ec))) return;
   if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) return;
   if (!force) fail_input(dir + ": output already exists and is not empty (use --force to replace it)");
 }
@@ -221,7 +222,8 @@ void StagedDir::commit() {
 StagedFile::StagedFile(const std::string& target_file, bool force_overwrite) : target(target_file), force(force_overwrite) {
   std::error_code ec;
   remove_stale_staging(target);
-  if (fs::exists(target, ec) && !force) fail_input(target + ": output already exists (use --force to replace it)");
+  if (fs::exists(fs::symlink_status(target, ec)) && !force)
+    fail_input(target + ": output already exists (use --force to replace it)");
   if (fs::is_directory(target, ec)) fail_input(target + ": is a directory");
   temp = temp_sibling(target, "tmp");
   register_staging(temp);

@@ -23,4 +23,10 @@ struct JsonLimits {
 // throws Error (exit 2) with one line naming `label`.
 nlohmann::ordered_json parse_json_linear(std::string_view text, const std::string& label, const JsonLimits& limits = {});
 
+// Throws Error (exit 2, one line naming `label`) when `text` nests objects and arrays deeper than
+// `max_depth`, in one pass over the text. For readers that parse with nlohmann::json directly
+// (tokenizers): its copies and lookups recurse once per level, so a few MB of brackets would
+// overflow the stack. Malformed JSON is left for the parser to report.
+void require_json_depth(std::string_view text, const std::string& label, size_t max_depth = JsonLimits{}.max_depth);
+
 }  // namespace fp4z

@@ -5,6 +5,7 @@
 #include <memory>
 #include <sstream>
 
+#include "common/printable.h"
 #include "pipeline/check_internal.h"
 
 namespace fp4z {
@@ -144,15 +145,16 @@ nlohmann::ordered_json check_report_json(const CheckReport& r) {
 }
 
 std::string check_report_text(const CheckReport& r) {
+  // Tensor names and messages quote the checkpoint's own text: each one is printed as one escaped line.
   std::ostringstream o;
-  o << r.dir << ": " << r.format;
+  o << printable(r.dir) << ": " << r.format;
   if (r.format != "unknown") o << " NVFP4 " << r.scheme;
   o << ", " << r.tensors << " tensors, " << r.quantized_linears << " quantized Linear, " << r.unquantized_linears
     << " unquantized Linear\n";
   for (const auto& f : r.findings) {
-    o << (f.severity == CheckSeverity::Error ? "error" : "info ") << " [" << check_kind_name(f.kind) << "] " << f.tensor << ": " << f.message << "\n";
-    for (const auto& d : f.details) o << "        " << d << "\n";
-    if (!f.loader.empty()) o << "        loader: " << f.loader << "\n";
+    o << (f.severity == CheckSeverity::Error ? "error" : "info ") << " [" << check_kind_name(f.kind) << "] " << printable(f.tensor) << ": " << printable(f.message) << "\n";
+    for (const auto& d : f.details) o << "        " << printable(d) << "\n";
+    if (!f.loader.empty()) o << "        loader: " << printable(f.loader) << "\n";
   }
   size_t e = r.errors(), i = r.infos();
   if (e == 0) o << "OK: no problems found";

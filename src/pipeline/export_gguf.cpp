@@ -18,6 +18,7 @@
 #include "format/checkpoint.h"
 #include "format/dtype.h"
 #include "format/gguf.h"
+#include "format/json_reader.h"
 #include "model/model.h"
 #include "nvfp4/ggml_blocks.h"
 
@@ -194,7 +195,9 @@ GgufVocab read_vocab(const std::string& dir, const ModelConfig& cfg) {
   // linearly, quadratic for a 150k-entry vocab. Ids, not key order, place the tokens.
   nlohmann::json tj;
   try {
-    tj = nlohmann::json::parse(read_whole_file(path));
+    std::string text = read_whole_file(path);
+    require_json_depth(text, path);
+    tj = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail_input(path + ": invalid JSON: " + e.what());
   }

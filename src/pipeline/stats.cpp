@@ -13,6 +13,7 @@
 #include "codec/chunk_codec.h"
 #include "common/error.h"
 #include "common/parallel.h"
+#include "common/printable.h"
 #include "nvfp4/rd.h"
 #include "format/checkpoint.h"
 #include "format/nvfp4_tensors.h"
@@ -238,7 +239,7 @@ std::string stats_text(const StatsReport& r) {
                 "H0code", "H0pair", "H0scl", "codes%", "zstd%", "scale%", "zstd%", "bpw", r.total.has_mse ? "        mse" : "");
   out += line;
   auto row = [&](const LayerStats& s) {
-    std::snprintf(line, sizeof line, "%-48s %11llu %7.3f %6.3f %6.3f %6.3f %7.3f %7.3f %7.3f %7.3f %6.4f", s.name.c_str(),
+    std::snprintf(line, sizeof line, "%-48s %11llu %7.3f %6.3f %6.3f %6.3f %7.3f %7.3f %7.3f %7.3f %6.4f", printable(s.name).c_str(),
                   (unsigned long long)s.weights, 100.0 * (1.0 - s.proxy.mean_bits / 8.0), s.h0_codes,
                   s.h0_code_pairs, s.h0_scales, pct(s.coded_codes, s.code_bytes), pct(s.zstd_codes, s.code_bytes),
                   pct(s.coded_scales, s.scale_bytes), pct(s.zstd_scales, s.scale_bytes), s.bits_per_weight);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "format/json_reader.h"
 #include "text/pretokenize.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
@@ -95,6 +96,7 @@ std::string read_text_file(const std::string& path) {
 
 json parse_json_file(const std::string& path) {
   std::string text = read_text_file(path);
+  require_json_depth(text, path);
   try {
     return json::parse(text);
   } catch (const json::exception& e) {
@@ -114,6 +116,7 @@ struct VocabAndMerges {
 
 json parse_tokenizer_json(const std::string& path, VocabAndMerges& out) {
   std::string text = read_text_file(path);
+  require_json_depth(text, path);
   std::string key1, key2, pending_key;
   auto cb = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
     using E = json::parse_event_t;
