@@ -6,8 +6,9 @@
 namespace fp4z {
 
 // C[M,N] += sign · A[M,Kd] · B[Kd,N], all row-major with leading dimensions lda/ldb/ldc; sign is +1 or
-// −1. Rows of C are split over `threads`. The summation order over Kd is fixed (chunks of 256, in
-// order), so the result does not depend on the thread count.
+// −1. C is split over `threads` along its longer side (one rectangle per thread). The summation order over
+// Kd is fixed (chunks of 256, in order, each chunk summed from zero and then added to C), so the result
+// does not depend on the thread count, nor on how a caller splits C into several calls.
 void gemm_nn_acc(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                  int64_t ldc, float sign, int threads);
 
@@ -16,6 +17,7 @@ void gemm_nn_acc_scalar(int64_t M, int64_t N, int64_t Kd, const float* A, int64_
                         float* C, int64_t ldc, float sign);
 
 namespace kernels {
+// Single-threaded; packs its operands into thread-local buffers.
 void gemm_nn_acc_avx512(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, const float* B, int64_t ldb,
                         float* C, int64_t ldc, float sign);
 }
