@@ -101,6 +101,31 @@ TEST(DenseF32, ResultDoesNotDependOnThreadsOrOnHowCallersSplitC) {
   }
 }
 
+TEST(DenseF32, CholeskyPanelPathsGiveTheSameBits) {
+  if (detect_isa() != Isa::kAvx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (auto [R, b] : std::vector<std::array<int64_t, 2>>{{32, 128}, {7, 45}, {1, 1}}) {
+    const int64_t ld = b + 9;
+    // A well-conditioned lower factor: unit-ish diagonal, small random entries below it.
+    const auto noise = random_matrix(b, b, 31);
+    std::vector<double> d(size_t(b * b), 0.0);
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j <= i; ++j) d[size_t(i * b + j)] = i == j ? 1.0 + std::fabs(noise[size_t(i * b + j)]) : 0.1 * noise[size_t(i * b + j)];
+    const auto rows0 = random_matrix(R, ld, 32);
+    std::vector<float> scalar = rows0, avx512 = rows0;
+    std::vector<double> x(size_t(b * kCholPanelRows));
+    cholesky_panel_rows_scalar(scalar.data(), ld, R, d.data(), b, x.data());
+    kernels::cholesky_panel_rows_avx512(avx512.data(), ld, R, d.data(), b, x.data());
+    EXPECT_TRUE(same_bits(scalar, avx512)) << R << " rows, b " << b;
+    // And the solve is one: row = x·Lᵀ for the result x.
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < b; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k <= j; ++k) s += double(scalar[size_t(r * ld + k)]) * d[size_t(j * b + k)];
+        ASSERT_NEAR(s, rows0[size_t(r * ld + j)], 1e-5 * (1 + std::fabs(rows0[size_t(r * ld + j)])));
+      }
+  }
+}
+
 TEST(DenseF32, BlockedCholeskyAndInverseSatisfyTheirIdentities) {
   const int64_t K = 300, T = 400;  // three Cholesky blocks, the last one partial
   auto X = random_matrix(T, K, 9);

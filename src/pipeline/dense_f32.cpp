@@ -18,7 +18,6 @@ namespace {
 // Piece edges are multiples of the AVX-512 tile (12 rows, 32 columns) so that only the last piece has edge tiles.
 constexpr int64_t kSplitRows = 48, kSplitCols = 64;
 constexpr double kMinParallelFma = 1 << 20;  // smaller products run on the calling thread
-constexpr int64_t kPanelRows = 32;  // rows of a Cholesky panel solved together (their [128][32] doubles stay in L1)
 
 // Lower Cholesky of the b×b double block (row-major), in place; false if not positive definite.
 bool cholesky_small(std::vector<double>& a, int64_t b) {
@@ -102,6 +101,26 @@ void gemm_nn_acc(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, 
   });
 }
 
+void cholesky_panel_rows_scalar(float* rows, int64_t ld, int64_t R, const double* d, int64_t b, double* x) {
+  // The rows innermost: each row's operations and their order are those of a row-by-row solve, but the loop
+  // vectorises across rows instead of waiting on one row's chain of dependent subtractions.
+  constexpr int64_t P = kCholPanelRows;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) x[j * P + r] = rows[r * ld + j];
+  for (int64_t j = 0; j < b; ++j) {
+    double* xj = x + j * P;
+    for (int64_t k = 0; k < j; ++k) {
+      const double djk = d[j * b + k];
+      const double* xk = x + k * P;
+      for (int64_t r = 0; r < R; ++r) xj[r] -= xk[r] * djk;
+    }
+    const double djj = d[j * b + j];
+    for (int64_t r = 0; r < R; ++r) xj[r] /= djj;
+  }
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) rows[r * ld + j] = float(x[j * P + r]);
+}
+
 bool cholesky_lower_blocked(float* A, int64_t K, int threads) {
   const int64_t nb = kCholBlock;
   std::vector<double> d;
@@ -116,28 +135,17 @@ bool cholesky_lower_blocked(float* A, int64_t K, int threads) {
     for (int64_t i = 0; i < b; ++i)
       for (int64_t j = 0; j < b; ++j) A[(k0 + i) * K + k0 + j] = j <= i ? float(d[size_t(i * b + j)]) : 0.0f;
     if (k1 >= K) break;
-    // Panel: L21 = A21 · L11⁻ᵀ (forward substitution in double), kPanelRows rows at a time with the rows
-    // innermost: each row's operations and their order are those of a row-by-row solve, but the loop
-    // vectorises across rows instead of waiting on one row's chain of dependent subtractions.
+    // Panel: L21 = A21 · L11⁻ᵀ (forward substitution in double), kCholPanelRows rows per kernel call.
+    const bool avx512 = detect_isa() == Isa::kAvx512;
     parallel_for(size_t(K - k1), threads, 64, [&](size_t rb, size_t re) {
-      std::vector<double> x(static_cast<size_t>(b * kPanelRows));  // [j][row]
-      for (size_t r0 = rb; r0 < re; r0 += kPanelRows) {
-        const int64_t R = std::min<int64_t>(kPanelRows, int64_t(re - r0));
+      std::vector<double> x(static_cast<size_t>(b * kCholPanelRows));
+      for (size_t r0 = rb; r0 < re; r0 += kCholPanelRows) {
+        const int64_t R = std::min<int64_t>(kCholPanelRows, int64_t(re - r0));
         float* rows = A + (k1 + int64_t(r0)) * K + k0;
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t j = 0; j < b; ++j) x[size_t(j * kPanelRows + r)] = rows[r * K + j];
-        for (int64_t j = 0; j < b; ++j) {
-          double* xj = x.data() + j * kPanelRows;
-          for (int64_t k = 0; k < j; ++k) {
-            const double djk = d[size_t(j * b + k)];
-            const double* xk = x.data() + k * kPanelRows;
-            for (int64_t r = 0; r < R; ++r) xj[r] -= xk[r] * djk;
-          }
-          const double djj = d[size_t(j * b + j)];
-          for (int64_t r = 0; r < R; ++r) xj[r] /= djj;
-        }
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t j = 0; j < b; ++j) rows[r * K + j] = float(x[size_t(j * kPanelRows + r)]);
+        if (avx512)
+          kernels::cholesky_panel_rows_avx512(rows, K, R, d.data(), b, x.data());
+        else
+          cholesky_panel_rows_scalar(rows, K, R, d.data(), b, x.data());
       }
     });
     panel_t.assign(size_t(b * K), 0.0f);

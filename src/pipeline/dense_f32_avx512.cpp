@@ -145,3 +145,32 @@ void gemm_nn_acc_avx512(int64_t M, int64_t N, int64_t Kd, const float* A, int64_
 }
 
 }  // namespace fp4z::kernels
+
+namespace fp4z::kernels {
+
+void cholesky_panel_rows_avx512(float* rows, int64_t ld, int64_t R, const double* d, int64_t b, double* x) {
+  // x is [b][32] doubles (rows past R are zero); row j of x is kept in 4 registers while the earlier rows
+  // k < j are subtracted in order, with a separate multiply and subtract as in the scalar path.
+  constexpr int64_t P = kCholPanelRows;
+  static_assert(P == 32, "four 8-double vectors per panel row");
+  for (int64_t j = 0; j < b; ++j)
+    for (int64_t r = R; r < P; ++r) x[j * P + r] = 0.0;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) x[j * P + r] = rows[r * ld + j];
+  for (int64_t j = 0; j < b; ++j) {
+    double* xj = x + j * P;
+    __m512d acc[4];
+    for (int v = 0; v < 4; ++v) acc[v] = _mm512_loadu_pd(xj + 8 * v);
+    for (int64_t k = 0; k < j; ++k) {
+      const __m512d djk = _mm512_set1_pd(d[j * b + k]);
+      const double* xk = x + k * P;
+      for (int v = 0; v < 4; ++v) acc[v] = _mm512_sub_pd(acc[v], _mm512_mul_pd(_mm512_loadu_pd(xk + 8 * v), djk));
+    }
+    const __m512d djj = _mm512_set1_pd(d[j * b + j]);
+    for (int v = 0; v < 4; ++v) _mm512_storeu_pd(xj + 8 * v, _mm512_div_pd(acc[v], djj));
+  }
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) rows[r * ld + j] = float(x[j * P + r]);
+}
+
+}  // namespace fp4z::kernels
