@@ -139,7 +139,9 @@ TEST(DenseF32, BlockedCholeskyAndInverseSatisfyTheirIdentities) {
   double max_err = 0;
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) {
-      if (j > i) ASSERT_EQ(L[size_t(i * K + j)], 0.0f);
+      if (j > i) {
+        ASSERT_EQ(L[size_t(i * K + j)], 0.0f);
+      }
       double s = 0;
       for (int64_t k = 0; k <= std::min(i, j); ++k) s += double(L[size_t(i * K + k)]) * L[size_t(j * K + k)];
       max_err = std::max(max_err, std::fabs(s - H[size_t(i * K + j)]));
@@ -150,7 +152,9 @@ TEST(DenseF32, BlockedCholeskyAndInverseSatisfyTheirIdentities) {
   max_err = 0;
   for (int64_t i = 0; i < K; ++i)
     for (int64_t j = 0; j < K; ++j) {
-      if (j > i) ASSERT_EQ(Li[size_t(i * K + j)], 0.0f);
+      if (j > i) {
+        ASSERT_EQ(Li[size_t(i * K + j)], 0.0f);
+      }
       double s = 0;
       for (int64_t k = j; k <= i; ++k) s += double(L[size_t(i * K + k)]) * Li[size_t(k * K + j)];
       max_err = std::max(max_err, std::fabs(s - (i == j ? 1.0 : 0.0)));

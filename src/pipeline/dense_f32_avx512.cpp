@@ -41,30 +41,48 @@ struct PackBuffer {
 };
 
 // B[0:kc, 0:nc] (row stride ldb) into micro-panels of kNr columns: panel q holds [k][kNr], zero-padded past nc.
+// Row by row (each row of B read once, in order: strided panel-by-panel reads missed the caches).
 void pack_b(int64_t kc, int64_t nc, const float* B, int64_t ldb, float* out) {
-  for (int64_t j0 = 0; j0 < nc; j0 += kNr) {
-    const int64_t w = std::min(kNr, nc - j0);
-    float* dst = out + j0 * kc;
-    if (w == kNr) {
-      for (int64_t k = 0; k < kc; ++k)
-        for (int v = 0; v < kNv; ++v) _mm512_store_ps(dst + k * kNr + 16 * v, _mm512_loadu_ps(B + k * ldb + j0 + 16 * v));
-    } else {
-      for (int64_t k = 0; k < kc; ++k)
-        for (int v = 0; v < kNv; ++v) {
-          const int64_t left = w - 16 * v;
-          const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-          _mm512_store_ps(dst + k * kNr + 16 * v, _mm512_maskz_loadu_ps(m, B + k * ldb + j0 + 16 * v));
-        }
-    }
+  const int64_t full = nc / kNr * kNr, w = nc - full;
+  __mmask16 tail[kNv];
+  for (int v = 0; v < kNv; ++v) {
+    const int64_t left = w - 16 * v;
+    tail[v] = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = B + k * ldb;
+    float* dst = out + k * kNr;
+    for (int64_t j0 = 0; j0 < full; j0 += kNr)
+      for (int v = 0; v < kNv; ++v) _mm512_store_ps(dst + j0 * kc + 16 * v, _mm512_loadu_ps(b + j0 + 16 * v));
+    if (w > 0)
+      for (int v = 0; v < kNv; ++v) _mm512_store_ps(dst + full * kc + 16 * v, _mm512_maskz_loadu_ps(tail[v], b + full + 16 * v));
   }
 }
 
 // A[0:mc, 0:kc] (row stride lda) into micro-panels of kMr rows: panel p holds [k][kMr], zero-padded past mc.
+// Full groups of 4 rows × 4 k go through a 4×4 transpose in registers (the scalar copy cost a quarter of
+// the products' time at Kd or N = 128).
 void pack_a(int64_t mc, int64_t kc, const float* A, int64_t lda, float* out) {
+  static_assert(kMr % 4 == 0, "4-row groups");
   for (int64_t i0 = 0; i0 < mc; i0 += kMr) {
     const int64_t h = std::min<int64_t>(kMr, mc - i0);
     float* dst = out + i0 * kc;
-    for (int64_t r = 0; r < h; ++r) {
+    const int64_t h4 = h / 4 * 4, k4 = kc / 4 * 4;
+    for (int64_t r = 0; r < h4; r += 4) {
+      const float* a = A + (i0 + r) * lda;
+      for (int64_t k = 0; k < k4; k += 4) {
+        __m128 x0 = _mm_loadu_ps(a + k), x1 = _mm_loadu_ps(a + lda + k), x2 = _mm_loadu_ps(a + 2 * lda + k),
+               x3 = _mm_loadu_ps(a + 3 * lda + k);
+        _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+        _mm_storeu_ps(dst + k * kMr + r, x0);
+        _mm_storeu_ps(dst + (k + 1) * kMr + r, x1);
+        _mm_storeu_ps(dst + (k + 2) * kMr + r, x2);
+        _mm_storeu_ps(dst + (k + 3) * kMr + r, x3);
+      }
+      for (int64_t q = 0; q < 4; ++q)
+        for (int64_t k = k4; k < kc; ++k) dst[k * kMr + r + q] = a[q * lda + k];
+    }
+    for (int64_t r = h4; r < h; ++r) {
       const float* a = A + (i0 + r) * lda;
       for (int64_t k = 0; k < kc; ++k) dst[k * kMr + r] = a[k];
     }
