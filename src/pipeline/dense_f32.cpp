@@ -168,6 +168,7 @@ void invert_lower_blocked(float* L, int64_t K, int threads) {
   const int64_t nb = kCholBlock;
   std::vector<double> l, x;
   std::vector<float> inv_f, t;
+  t.reserve(size_t(nb * K));  // grows every block otherwise (a fresh allocation and its page faults each time)
   // Row block i, top to bottom (the blocks above already hold X = L⁻¹):
   // X[i, :i] = −L_ii⁻¹ · (L[i, :i] · X[:i, :i]), X_ii = L_ii⁻¹.
   for (int64_t i0 = 0; i0 < K; i0 += nb) {

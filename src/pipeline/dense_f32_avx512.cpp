@@ -133,8 +133,9 @@ void gemm_nn_acc_avx512(int64_t M, int64_t N, int64_t Kd, const float* A, int64_
   if (M <= 0 || N <= 0 || Kd <= 0) return;
   thread_local PackBuffer a_buf, b_buf;
   const int64_t nc_max = std::min(kNc, (N + kNr - 1) / kNr * kNr), mc_max = std::min(kMc, (M + kMr - 1) / kMr * kMr);
-  float* bp = b_buf.get(size_t(kKc * nc_max));
-  float* ap = a_buf.get(size_t(kKc * mc_max));
+  const int64_t kc_max = std::min(kKc, Kd);
+  float* bp = b_buf.get(size_t(kc_max * nc_max));
+  float* ap = a_buf.get(size_t(kc_max * mc_max));
   for (int64_t jc = 0; jc < N; jc += kNc) {
     const int64_t nc = std::min(kNc, N - jc);
     for (int64_t pc = 0; pc < Kd; pc += kKc) {
