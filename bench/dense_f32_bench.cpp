@@ -1,6 +1,7 @@
 // Dense f32 products of rd calibration in GFMA per CPU second (process CPU time): the packed AVX-512 kernel
 // against the previous unpacked one on the callers' shapes, and the blocked Cholesky + triangular inverse.
-// Run: build/dense_f32_bench (add --benchmark_filter=... to pick shapes); see the GFMA/CPUs column.
+// Run: build/dense_f32_bench (add --benchmark_filter=... to pick shapes); see the GFMA/CPUs column. The
+// previous kernel lives only in bench/dense_f32_bench_unpacked_avx512.cpp, as the baseline.
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -65,6 +66,27 @@ void shapes(benchmark::internal::Benchmark* b) {
     for (int packed : {0, 1}) b->Args({x[0], x[1], x[2], packed, packed ? x[3] : 1});
 }
 BENCHMARK(gemm)->Apply(shapes)->ArgNames({"M", "N", "Kd", "packed", "threads"})->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+
+// rd_correct_weight's W·D product on one 256-row chunk (K×K right operand), as main called it before the packed
+// kernel (the unpacked kernel on 16 rows at a time, each call streaming all of B) and as one packed call now.
+void correction_chunk(benchmark::State& state) {
+  if (!have_avx512(state)) return;
+  const int64_t M = 256, K = state.range(0);
+  const bool packed = state.range(1) != 0;
+  const auto A = random_matrix(M * K, 4), B = random_matrix(K * K, 5);
+  std::vector<float> C(size_t(M * K), 0.0f);
+  for (auto _ : state) {
+    if (packed)
+      gemm_nn_acc(M, K, K, A.data(), K, B.data(), K, C.data(), K, 1.0f, 1);
+    else
+      for (int64_t r = 0; r < M; r += 16)
+        bench::gemm_nn_acc_unpacked_avx512(16, K, K, A.data() + r * K, K, B.data(), K, C.data() + r * K, K, 1.0f);
+    benchmark::DoNotOptimize(C.data());
+  }
+  state.counters["GFMA/CPUs"] =
+      benchmark::Counter(double(M) * double(K) * double(K) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(correction_chunk)->ArgNames({"K", "packed"})->ArgsProduct({{2560, 9728}, {0, 1}})->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 // Cholesky then triangular inverse of a K×K SPD matrix (rd_prepare_hessian's work): K³/3 FMA in all.
 void cholesky_inverse(benchmark::State& state) {

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <cstddef>
 #include <new>
+#include <utility>
 
 #include "pipeline/dense_f32.h"
 
