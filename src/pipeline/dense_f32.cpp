@@ -13,7 +13,11 @@ namespace fp4z {
 
 namespace {
 
-constexpr int64_t kRowChunk = 48;  // rows of C per parallel work item (a multiple of the AVX-512 kernel's 6)
+// Threads split C into one rectangle each, along its longer side, so that each thread packs only its own
+// share of the larger operand once per block (a split along M makes every thread pack all of B, and vice versa).
+// Piece edges are multiples of the AVX-512 tile (12 rows, 32 columns) so that only the last piece has edge tiles.
+constexpr int64_t kSplitRows = 48, kSplitCols = 64;
+constexpr double kMinParallelFma = 1 << 20;  // smaller products run on the calling thread
 
 // Lower Cholesky of the b×b double block (row-major), in place; false if not positive definite.
 bool cholesky_small(std::vector<double>& a, int64_t b) {
@@ -68,13 +72,53 @@ void gemm_nn_acc(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, 
                  int64_t ldc, float sign, int threads) {
   if (M <= 0 || N <= 0 || Kd <= 0) return;
   const bool avx512 = detect_isa() == Isa::kAvx512;
-  parallel_for(size_t(M), threads, size_t(kRowChunk), [&](size_t b, size_t e) {
-    const int64_t rows = int64_t(e - b);
+  auto run = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const float* a = A + i0 * lda;
+    const float* b = B + j0;
+    float* c = C + i0 * ldc + j0;
     if (avx512)
-      kernels::gemm_nn_acc_avx512(rows, N, Kd, A + int64_t(b) * lda, lda, B, ldb, C + int64_t(b) * ldc, ldc, sign);
+      kernels::gemm_nn_acc_avx512(i1 - i0, j1 - j0, Kd, a, lda, b, ldb, c, ldc, sign);
     else
-      gemm_nn_acc_scalar(rows, N, Kd, A + int64_t(b) * lda, lda, B, ldb, C + int64_t(b) * ldc, ldc, sign);
+      gemm_nn_acc_scalar(i1 - i0, j1 - j0, Kd, a, lda, b, ldb, c, ldc, sign);
+  };
+  const bool by_cols = N >= M;
+  const int64_t unit = by_cols ? kSplitCols : kSplitRows, len = by_cols ? N : M;
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t pieces = std::min<int64_t>(std::max(threads, 1), units);
+  if (pieces <= 1 || double(M) * double(N) * double(Kd) < kMinParallelFma) {
+    run(0, M, 0, N);
+    return;
+  }
+  parallel_for(size_t(pieces), int(pieces), 1, [&](size_t pb, size_t pe) {
+    for (size_t p = pb; p < pe; ++p) {
+      const int64_t b = std::min(len, int64_t(p) * units / pieces * unit), e = std::min(len, int64_t(p + 1) * units / pieces * unit);
+      if (b >= e) continue;
+      if (by_cols)
+        run(0, M, b, e);
+      else
+        run(b, e, 0, N);
+    }
   });
+}
+
+void cholesky_panel_rows_scalar(float* rows, int64_t ld, int64_t R, const double* d, int64_t b, double* x) {
+  // The rows innermost: each row's operations and their order are those of a row-by-row solve, but the loop
+  // vectorises across rows instead of waiting on one row's chain of dependent subtractions.
+  constexpr int64_t P = kCholPanelRows;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) x[j * P + r] = rows[r * ld + j];
+  for (int64_t j = 0; j < b; ++j) {
+    double* xj = x + j * P;
+    for (int64_t k = 0; k < j; ++k) {
+      const double djk = d[j * b + k];
+      const double* xk = x + k * P;
+      for (int64_t r = 0; r < R; ++r) xj[r] -= xk[r] * djk;
+    }
+    const double djj = d[j * b + j];
+    for (int64_t r = 0; r < R; ++r) xj[r] /= djj;
+  }
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < b; ++j) rows[r * ld + j] = float(x[j * P + r]);
 }
 
 bool cholesky_lower_blocked(float* A, int64_t K, int threads) {
@@ -91,17 +135,17 @@ bool cholesky_lower_blocked(float* A, int64_t K, int threads) {
     for (int64_t i = 0; i < b; ++i)
       for (int64_t j = 0; j < b; ++j) A[(k0 + i) * K + k0 + j] = j <= i ? float(d[size_t(i * b + j)]) : 0.0f;
     if (k1 >= K) break;
-    // Panel: L21 = A21 · L11⁻ᵀ, row by row (forward substitution in double).
+    // Panel: L21 = A21 · L11⁻ᵀ (forward substitution in double), kCholPanelRows rows per kernel call.
+    const bool avx512 = detect_isa() == Isa::kAvx512;
     parallel_for(size_t(K - k1), threads, 64, [&](size_t rb, size_t re) {
-      std::vector<double> x(static_cast<size_t>(b));
-      for (size_t r = rb; r < re; ++r) {
-        float* row = A + (k1 + int64_t(r)) * K + k0;
-        for (int64_t j = 0; j < b; ++j) {
-          double s = row[j];
-          for (int64_t k = 0; k < j; ++k) s -= x[size_t(k)] * d[size_t(j * b + k)];
-          x[size_t(j)] = s / d[size_t(j * b + j)];
-        }
-        for (int64_t j = 0; j < b; ++j) row[j] = float(x[size_t(j)]);
+      std::vector<double> x(static_cast<size_t>(b * kCholPanelRows));
+      for (size_t r0 = rb; r0 < re; r0 += kCholPanelRows) {
+        const int64_t R = std::min<int64_t>(kCholPanelRows, int64_t(re - r0));
+        float* rows = A + (k1 + int64_t(r0)) * K + k0;
+        if (avx512)
+          kernels::cholesky_panel_rows_avx512(rows, K, R, d.data(), b, x.data());
+        else
+          cholesky_panel_rows_scalar(rows, K, R, d.data(), b, x.data());
       }
     });
     panel_t.assign(size_t(b * K), 0.0f);
@@ -124,6 +168,7 @@ void invert_lower_blocked(float* L, int64_t K, int threads) {
   const int64_t nb = kCholBlock;
   std::vector<double> l, x;
   std::vector<float> inv_f, t;
+  t.reserve(size_t(nb * K));  // grows every block otherwise (a fresh allocation and its page faults each time)
   // Row block i, top to bottom (the blocks above already hold X = L⁻¹):
   // X[i, :i] = −L_ii⁻¹ · (L[i, :i] · X[:i, :i]), X_ii = L_ii⁻¹.
   for (int64_t i0 = 0; i0 < K; i0 += nb) {

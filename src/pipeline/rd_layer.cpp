@@ -71,12 +71,9 @@ void times_hd_inverse(const float* X, int64_t R, int64_t K, const float* U, floa
   }
 }
 
-// C[M, K] += A[M, K]·B[K, K] (all row-major), rows of A split into chunks over the threads.
+// C[M, K] += A[M, K]·B[K, K] (all row-major): one threaded product, so that B is packed once per call.
 void rows_times_square(const float* A, int64_t M, int64_t K, const float* B, float* C, int threads) {
-  parallel_for(size_t((M + 15) / 16), threads, 1, [&](size_t bb, size_t be) {
-    const int64_t r0 = int64_t(bb) * 16, r1 = std::min(M, int64_t(be) * 16);
-    gemm_nn_acc(r1 - r0, K, K, A + r0 * K, K, B, K, C + r0 * K, K, 1.0f, 1);
-  });
+  gemm_nn_acc(M, K, K, A, K, B, K, C, K, 1.0f, threads);
 }
 
 std::vector<float> to_f32(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
