@@ -1,6 +1,6 @@
-// rd quantization speed without calibration, one thread, in BF16 input bytes per CPU second: the block
-// kernel alone (scalar, AVX2, AVX-512), one pass with fixed tables, the per-tensor-tables layer job. The whole
-// `fp4z quantize --method rd` process is timed by bench/rd_speed.sh.
+// rd quantization speed, one thread, in BF16 input bytes per CPU second: without calibration the block
+// kernel alone (scalar, AVX2, AVX-512), one pass with fixed tables, the per-tensor-tables layer job; with
+// calibration the code refinement. The whole `fp4z quantize --method rd` process is timed by bench/rd_speed.sh.
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -108,6 +108,45 @@ void BM_RdLayerTensorTables(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
 }
 BENCHMARK(BM_RdLayerTensorTables)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
+
+// The calibrated path's coordinate descent on the codes (rd_refine_codes, 4 sweeps) after one feedback
+// pass, with H = XᵀX/T of correlated inputs (each a random mix of 64 shared factors plus noise).
+void BM_RdRefine(benchmark::State& state) {
+  Fixture& f = fixture();
+  constexpr int64_t T = 512, kFactors = 64;
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> mix(static_cast<size_t>(kFactors * kCols)), z(static_cast<size_t>(kFactors)), x(static_cast<size_t>(kCols));
+  for (auto& v : mix) v = 0.3f * nd(rng);
+  std::vector<double> H(size_t(kCols * kCols), 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    for (auto& v : z) v = nd(rng);
+    for (int64_t k = 0; k < kCols; ++k) {
+      float s = nd(rng);
+      for (int64_t q = 0; q < kFactors; ++q) s += z[size_t(q)] * mix[size_t(q * kCols + k)];
+      x[size_t(k)] = s;
+    }
+    for (int64_t i = 0; i < kCols; ++i)
+      for (int64_t j = 0; j <= i; ++j) H[size_t(i * kCols + j)] += double(x[size_t(i)]) * x[size_t(j)] / T;
+  }
+  std::vector<float> Hf(H.size());
+  for (int64_t i = 0; i < kCols; ++i)
+    for (int64_t j = 0; j <= i; ++j) Hf[size_t(i * kCols + j)] = Hf[size_t(j * kCols + i)] = float(H[size_t(i * kCols + j)]);
+  const RdHessian h = rd_prepare_hessian(std::move(Hf), kCols, 0.03, 1);
+  RdBlockParams p;
+  p.gs = f.gs;
+  p.lambda = float(state.range(0)) * 1e-7f;
+  p.costs = &f.tables;
+  std::vector<uint8_t> packed(size_t(kRows * kCols / 2)), scales(size_t(kRows * kCols / 16)), work(packed.size());
+  rd_quantize_pass(f.w.data(), kRows, kCols, h.U.data(), p, packed.data(), scales.data(), 1);
+  for (auto _ : state) {
+    work = packed;
+    rd_refine_codes(f.w.data(), kRows, kCols, h, p, work.data(), scales.data(), 4, 1);
+    benchmark::DoNotOptimize(work.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * kRows * kCols * 2);
+}
+BENCHMARK(BM_RdRefine)->Arg(0)->Arg(50)->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime();
 
 }  // namespace
 
