@@ -8,9 +8,11 @@
 #include <random>
 #include <vector>
 
+#include "common/cpu.h"
 #include "nvfp4/codec.h"
 #include "nvfp4/rd.h"
 #include "pipeline/rd_layer.h"
+#include "pipeline/rd_refine_pick.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -533,4 +535,37 @@ TEST_F(RdCli, UncalibratedRdBeatsSeedAlphaTwoInWeightMseAtItsRate) {
   ASSERT_EQ(q.code, 0) << q.err;
   EXPECT_LE(stat(rd, "bits"), seed_bits + 1e-9);
   EXPECT_LT(stat(rd, "mse"), seed_mse);
+}
+
+// The refinement's column decision: the AVX-512 twin picks exactly what the scalar path picks, on
+// rows built so that some improve (including ties within the 1e-18 margin) and some do not.
+TEST(RdRefine, ColumnPickPathsAgree) {
+  if (!cpu_features().has(CpuFeature::kAvx512)) GTEST_SKIP() << "this CPU lacks AVX-512";
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  double value[16], cost[16];
+  for (int c = 0; c < 16; ++c) {
+    value[c] = double(kE2M1Value[c]);
+    cost[c] = 2.0 + 0.25 * (c % 7);
+  }
+  constexpr int64_t n = 4000, K = 48;
+  std::vector<uint8_t> codes(static_cast<size_t>(n * K)), active(static_cast<size_t>(n));
+  std::vector<float> g(size_t(n * K));
+  std::vector<double> S(size_t(n * 3));
+  for (int64_t t = 0; t < n; ++t) {
+    codes[size_t(t * K)] = uint8_t(rng() % 16);
+    g[size_t(t * K)] = t % 5 == 0 ? 0.0f : 1e-3f * ud(rng);
+    S[size_t(t * 3)] = t % 11 == 0 ? 0.0 : 0.01 * (1.0 + ud(rng));
+    active[size_t(t)] = t % 13 != 0;
+  }
+  int improved = 0;
+  for (double lambda : {0.0, 1e-7, 1e-5}) {
+    RdRefineColumn col{codes.data(), g.data(), S.data(), active.data(), K, 3, 0.05, lambda, value, cost};
+    std::vector<int8_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+    rd_refine_pick_scalar(col, n, a.data());
+    kernels::rd_refine_pick_avx512(col, n, b.data());
+    EXPECT_EQ(a, b) << "lambda " << lambda;
+    for (int8_t x : a) improved += x >= 0;
+  }
+  EXPECT_GT(improved, 100);  // the comparison covered rows that change as well as rows that do not
 }

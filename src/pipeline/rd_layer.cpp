@@ -11,6 +11,7 @@
 #include "nvfp4/codec.h"
 #include "model/linear.h"
 #include "pipeline/dense_f32.h"
+#include "pipeline/rd_refine_pick.h"
 
 namespace fp4z {
 
@@ -229,6 +230,32 @@ std::vector<float> rd_input_corrected_weight(const std::vector<float>& W, int64_
   return out;
 }
 
+void rd_refine_pick_scalar(const RdRefineColumn& col, int64_t n, int8_t* pick) {
+  for (int64_t t = 0; t < n; ++t) {
+    pick[t] = -1;
+    if (!col.active[t]) continue;
+    const int c = col.codes[t * col.K];
+    const double gj = col.g[t * col.K], Sj = col.S[t * col.Sstride];
+    // All 16 changes at once (a loop the compiler vectorises), then the first strictly best.
+    double delta[16];
+    bool improves = false;  // some allowed change lowers the cost by more than the tie margin
+    for (int c2 = 0; c2 < 16; ++c2) {
+      const double d = (col.value[c2] - col.value[c]) * Sj;
+      delta[c2] = 2 * d * gj + d * d * col.hjj + col.lambda * (col.cost[c2] - col.cost[c]);
+      improves |= (delta[c2] < -1e-18) & (c2 != 8) & (c2 != c);
+    }
+    // Most visits change nothing (after the first sweep almost all): the same verdict as the scan,
+    // without its sixteen data-dependent branches.
+    if (!improves) continue;
+    double best = 0;
+    for (int c2 = 0; c2 < 16; ++c2)
+      if (c2 != 8 && c2 != c && delta[c2] < best - 1e-18) {
+        best = delta[c2];
+        pick[t] = int8_t(c2);
+      }
+  }
+}
+
 void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, const RdBlockParams& p, uint8_t* packed,
                      const uint8_t* scales, int sweeps, int threads, double* row_h) {
   const float* Hd = h.Hd.data();
@@ -240,6 +267,7 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, c
   }
   const Isa isa = kernel_isa();
   auto axpy = isa == Isa::kAvx512 ? kernels::axpy_avx512 : isa == Isa::kAvx2 ? kernels::axpy_avx2 : kernels::axpy_scalar;
+  auto pick_column = isa == Isa::kAvx512 ? kernels::rd_refine_pick_avx512 : rd_refine_pick_scalar;
   const int64_t chunks = (N + kChunkRows - 1) / kChunkRows;
   const int64_t tile_rows = std::clamp<int64_t>(kRefineTileBytes / (int64_t(sizeof(float)) * K), 1, kChunkRows);
   parallel_for(size_t(chunks), threads, 1, [&](size_t cb, size_t ce) {
@@ -247,6 +275,7 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, c
     std::vector<float> dw(size_t(kChunkRows * K)), G(size_t(kChunkRows * K));
     std::vector<double> S(size_t(tile_rows * (K / 16)));  // the tile's block scales (per 16 columns)
     std::vector<uint8_t> active(static_cast<size_t>(tile_rows)), changed(static_cast<size_t>(tile_rows));
+    std::vector<int8_t> pick(static_cast<size_t>(tile_rows));
     for (size_t chunk = cb; chunk < ce; ++chunk) {
       const int64_t r0 = int64_t(chunk) * kChunkRows, rows = std::min(kChunkRows, N - r0);
       for (int64_t r = 0; r < rows; ++r) {
@@ -275,30 +304,16 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, c
           std::fill(changed.begin(), changed.end(), uint8_t(0));
           bool any = false;
           for (int64_t j = 0; j < K; ++j) {
-            const double hjj = Hd[j * K + j];
             const float* h_row = Hd + j * K;
+            RdRefineColumn col{codes.data() + t0 * K + j, G.data() + t0 * K + j, S.data() + j / 16, active.data(), K, K / 16,
+                               double(Hd[j * K + j]), lambda, value, cost};
+            pick_column(col, t1 - t0, pick.data());
             for (int64_t r = t0; r < t1; ++r) {
-              if (!active[size_t(r - t0)]) continue;
-              uint8_t* c_row = codes.data() + r * K;
-              float* g = G.data() + r * K;
-              const uint8_t c = c_row[j];
-              const double gj = g[j], Sj = S[size_t((r - t0) * (K / 16) + j / 16)];
-              // All 16 changes at once (a loop the compiler vectorises), then the first strictly best.
-              double delta[16];
-              for (int c2 = 0; c2 < 16; ++c2) {
-                const double d = (value[c2] - value[c]) * Sj;
-                delta[c2] = 2 * d * gj + d * d * hjj + lambda * (cost[c2] - cost[c]);
-              }
-              double best = 0;
-              int best_c = -1;
-              for (int c2 = 0; c2 < 16; ++c2)
-                if (c2 != 8 && c2 != c && delta[c2] < best - 1e-18) {
-                  best = delta[c2];
-                  best_c = c2;
-                }
+              const int8_t best_c = pick[size_t(r - t0)];
               if (best_c < 0) continue;
-              const float d = float((value[best_c] - value[c]) * Sj);
-              axpy(d, h_row, g, K);  // g += d·H_d[:, j] (H_d is symmetric: row j is column j)
+              uint8_t* c_row = codes.data() + r * K;
+              const float d = float((value[best_c] - value[c_row[j]]) * S[size_t((r - t0) * (K / 16) + j / 16)]);
+              axpy(d, h_row, G.data() + r * K, K);  // g += d·H_d[:, j] (H_d is symmetric: row j is column j)
               dw[size_t(r * K + j)] += d;
               c_row[j] = uint8_t(best_c);
               changed[size_t(r - t0)] = 1;
@@ -400,7 +415,7 @@ RdLayerResult rd_quantize_layer(const float* W, int64_t N, int64_t K, const RdHe
     sq += row_sq[r];
     hs += row_h[r];
   }
-  res.mse = N * K ? sq / double(N * K) : 0;
+  res.mse = N * K > 0 ? sq / double(N * K) : 0;
   res.h_error = H ? hs : -1;
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
