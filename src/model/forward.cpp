@@ -114,6 +114,15 @@ void Session::run_layers(float* x, int64_t T, int64_t l0, int64_t l1) {
   layer_end_ = -1;
 }
 
+void Session::finish_layer(int64_t layer, const float* residual, const float* last_input, int64_t T, float* out) {
+  const int64_t H = m_.cfg.hidden;
+  o_.resize(size_t(T * H));
+  linear_forward(m_.layers[size_t(layer)].down, last_input, T, o_.data(), pool_, kopt_);
+  pool_.run(T, [&](int64_t t, int) {
+    for (int64_t i = 0; i < H; ++i) out[t * H + i] = residual[t * H + i] + o_[size_t(t * H + i)];
+  });
+}
+
 void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, float* logits) {
   const ModelConfig& c = m_.cfg;
   const int64_t H = c.hidden, D = c.head_dim, nh = c.heads, nkv = c.kv_heads, I = c.intermediate;

@@ -39,6 +39,13 @@ struct Session {
   // Applies decoder layers [l0, l1) in place to hidden states x [T, hidden] of a fresh sequence at
   // positions 0..T-1 (no embedding, no head; the KV cache is reset first).
   void run_layers(float* x, int64_t T, int64_t l0, int64_t l1);
+  // Inside an observer call for layer `layer`'s last Linear (the MLP's down projection): the layer's
+  // residual stream rows [T, hidden] at that point, i.e. everything the layer adds except that product.
+  const float* residual_before_last_linear() const { return x_.data(); }
+  bool is_last_linear(int64_t layer, const Linear& w) const { return &w == &m_.layers[size_t(layer)].down; }
+  // What run_layers would finish layer `layer` with, from what an observer saw of its last Linear:
+  // out = residual + down(last_input), with the session's kernels (the same bits as the whole pass).
+  void finish_layer(int64_t layer, const float* residual, const float* last_input, int64_t T, float* out);
   const Model& model() const { return m_; }
   ThreadPool& pool() { return pool_; }
   uint64_t kv_bytes() const {

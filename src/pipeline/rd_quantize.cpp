@@ -632,6 +632,9 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
   bool capture_source_inputs = false, stage_taken = false;
   SharedInput shared;
   std::string stage;
+  // The last stage's inputs and the residual rows beside them, per sequence: the quantized layer's
+  // output is then that residual plus one product, instead of another pass over the whole layer.
+  std::vector<std::vector<float>> last_input(n_seqs), last_residual(n_seqs);
   session_->set_linear_observer([&](int64_t layer, const Linear& w, const float* x, int64_t T) {
     if (layer != u.layer) return;
     std::string prev;
@@ -642,7 +645,8 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       return;
     }
     // Staged: once this sequence's stage input is taken, the rest of the layer is not needed (the
-    // modules that share the input come right after it, so they are registered by then).
+    // modules that share the input come right after it, so they are registered by then: on the
+    // stage's first sequence the pass runs on to the next input).
     if (staged_calibration_ && stage_taken && !same_input) throw StopLayer{};
     if (!owner.count(w.name)) {
       owner[w.name] = same_input && owner.count(prev) ? owner[prev] : w.name;
@@ -661,9 +665,17 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
       c = &C[own];
       if (c->empty()) c->assign(size_t(w.k * w.k), 0.0f);
     }
+    if (session_->is_last_linear(layer, w)) {  // what the advance below needs of this sequence
+      last_input[cur_seq].assign(x, x + T * w.k);
+      const float* res = session_->residual_before_last_linear();
+      last_residual[cur_seq].assign(res, res + T * Hd);
+    }
     const auto tm = Clock::now();
     accumulate_moments(x, input_correction_ ? source_x[cur_seq].at(own).data() : nullptr, T, w.k, h, c, threads_);
     moments_seconds_ += since(tm);
+    // After the stage's first sequence every module that shares this input is registered: later
+    // sequences stop right here, before the stage's own products and the rest of the layer run.
+    if (staged_calibration_ && cur_seq > 0) throw StopLayer{};
   });
   if (input_correction_) {
     use_source();
@@ -719,8 +731,21 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     use_quantized();
   }
   session_->set_linear_observer(nullptr);
-  // Later layers see this layer quantized (GPTQ order): advance the hidden states.
-  for (size_t s = 0; s < n_seqs; ++s) session_->run_layers(hidden_.data() + int64_t(s) * ctx_ * Hd, ctx_, u.layer, u.layer + 1);
+  // Later layers see this layer quantized (GPTQ order): advance the hidden states, from the last
+  // stage's captures when the layer's last Linear was quantized here (staged: its input was taken with
+  // every earlier Linear quantized; every sequence captured).
+  bool finish_from_last = staged_calibration_;
+  for (const auto& li : last_input) finish_from_last = finish_from_last && !li.empty();
+  for (size_t s = 0; s < n_seqs; ++s) {
+    float* hs = hidden_.data() + int64_t(s) * ctx_ * Hd;
+    if (finish_from_last) {
+      session_->finish_layer(u.layer, last_residual[s].data(), last_input[s].data(), ctx_, hs);
+      last_input[s] = {};
+      last_residual[s] = {};
+    } else {
+      session_->run_layers(hs, ctx_, u.layer, u.layer + 1);
+    }
+  }
   calib_seconds_ += since(t0) - (factor_seconds_ + correct_seconds_ + quant_seconds_ - layer_work_before);
   release_unit();
   for (auto& [m, res] : done) sink(m, res);
