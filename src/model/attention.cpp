@@ -12,12 +12,16 @@ size_t attention_scratch_floats(const AttentionArgs& a) {
   const int64_t rows = kAttnTokens * (a.heads / a.kv_heads);
   return size_t(2 * a.D * kAttnKeys + rows * (a.D + 2) + kAttnKeys);
 }
+const AttentionKernels& attention_kernels(Isa isa) {
+  static const AttentionKernels scalar{attend_scalar}, avx2{attend_avx2}, avx512{attend_avx512};
+  const Isa best = detect_isa();
+  if (int(isa) > int(best)) isa = best;
+  return isa == Isa::kAvx512 ? avx512 : isa == Isa::kAvx2 ? avx2 : scalar;
+}
 }  // namespace kernels
 
 void attention_forward(const AttentionArgs& a, ThreadPool& pool, Isa isa) {
-  auto attend = kernels::attend_scalar;  // the one place that maps an ISA level to the attention task
-  if (isa == Isa::kAvx512) attend = kernels::attend_avx512;
-  else if (isa == Isa::kAvx2) attend = kernels::attend_avx2;
+  const auto attend = kernels::attention_kernels(isa).attend;
   const int64_t tiles = (a.T + kernels::kAttnTokens - 1) / kernels::kAttnTokens;
   const size_t scratch = kernels::attention_scratch_floats(a);
   // Later tiles see more keys: hand them out first so the two threads finish together.

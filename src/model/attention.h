@@ -33,6 +33,12 @@ constexpr int64_t kAttnKeys = 32;
 void attend_scalar(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, float* scratch);
 void attend_avx2(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, float* scratch);
 void attend_avx512(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, float* scratch);
+// The attention task of one ISA level (one table per level, as nv_kernels).
+struct AttentionKernels {
+  void (*attend)(const AttentionArgs& a, int64_t g, int64_t t0, int64_t t1, float* scratch);
+};
+// The kernels of `isa`, capped by what this CPU runs.
+const AttentionKernels& attention_kernels(Isa isa);
 size_t attention_scratch_floats(const AttentionArgs& a);
 }  // namespace kernels
 

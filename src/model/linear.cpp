@@ -207,6 +207,15 @@ void quantize_int8_row_scalar(const float* x, int64_t k, Int8Activations& out, i
 
 }  // namespace kernels
 
+namespace kernels {
+const LinearKernels& linear_kernels(Isa isa) {
+  static const LinearKernels scalar{rows_scalar, axpy_scalar}, avx2{rows_avx2, axpy_avx2}, avx512{rows_avx512, axpy_avx512};
+  const Isa best = detect_isa();
+  if (int(isa) > int(best)) isa = best;
+  return isa == Isa::kAvx512 ? avx512 : isa == Isa::kAvx2 ? avx2 : scalar;
+}
+}  // namespace kernels
+
 namespace {
 // The one place that maps an ISA level (and CPU features) to the int8 kernels.
 struct Int8Kernels {
@@ -327,9 +336,7 @@ void linear_forward(const Linear& w, const float* x, int64_t T, float* y, Thread
     xb.resize(size_t(T * w.k));
     for (size_t i = 0; i < xb.size(); ++i) xb[i] = f32_to_bf16_rne(x[i]);
   }
-  auto kernel = kernels::rows_scalar;
-  if (opt.isa == Isa::kAvx512) kernel = kernels::rows_avx512;
-  else if (opt.isa == Isa::kAvx2) kernel = kernels::rows_avx2;
+  const auto kernel = kernels::linear_kernels(opt.isa).rows;
   const int64_t chunk = rows_per_task(w, T, pool), tasks = (w.n + chunk - 1) / chunk;
   const size_t scratch_floats = kernel_scratch_floats(w.k);
   pool.run(tasks, [&](int64_t task, int thread) {

@@ -128,6 +128,13 @@ float dot_avx512(const float* a, const float* b, int64_t n);
 void axpy_scalar(float a, const float* x, float* y, int64_t n);
 void axpy_avx2(float a, const float* x, float* y, int64_t n);
 void axpy_avx512(float a, const float* x, float* y, int64_t n);
+// The f32-activation row kernel and axpy of one ISA level (one table per level, as nv_kernels).
+struct LinearKernels {
+  void (*rows)(const Linear& w, const float* x, int64_t T, int64_t r0, int64_t r1, float* y, float* scratch);
+  void (*axpy)(float a, const float* x, float* y, int64_t n);
+};
+// The kernels of `isa`, capped by what this CPU runs.
+const LinearKernels& linear_kernels(Isa isa);
 // Row blocking shared by the kernels: rows dequantized at once, K chunk length.
 constexpr int64_t kPanelRows = 32;
 constexpr int64_t kPanelK = 1024;

@@ -324,10 +324,8 @@ void rd_choose_blocks_scalar(const RdPrepared& t, const float* w, const float* w
 bool rd_blocks_use_avx512() { return cpu_features().has(CpuFeature::kAvx512); }
 
 RdBlocksKernel rd_blocks_kernel() {
-  const CpuFeatures& f = cpu_features();
-  if (f.has(CpuFeature::kAvx512)) return rd_choose_blocks_avx512;
-  if (f.has(CpuFeature::kAvx2)) return rd_choose_blocks_avx2;
-  return rd_choose_blocks_scalar;
+  static constexpr RdBlocksKernel kByIsa[] = {rd_choose_blocks_scalar, rd_choose_blocks_avx2, rd_choose_blocks_avx512};
+  return kByIsa[int(detect_isa())];  // indexed by Isa
 }
 
 void rd_choose_blocks(const RdPrepared& t, const float* w, const float* wt, size_t nblocks, uint8_t* codes, uint8_t* scales,

@@ -68,18 +68,20 @@ void gemm_nn_acc_scalar(int64_t M, int64_t N, int64_t Kd, const float* A, int64_
   }
 }
 
+const DenseF32Kernels& dense_f32_kernels(Isa isa) {
+  static const DenseF32Kernels scalar{gemm_nn_acc_scalar, cholesky_panel_rows_scalar},
+      avx512{kernels::gemm_nn_acc_avx512, kernels::cholesky_panel_rows_avx512};
+  const Isa best = detect_isa();
+  if (int(isa) > int(best)) isa = best;
+  return isa == Isa::kAvx512 ? avx512 : scalar;
+}
+
 void gemm_nn_acc(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                  int64_t ldc, float sign, int threads) {
   if (M <= 0 || N <= 0 || Kd <= 0) return;
-  const bool avx512 = detect_isa() == Isa::kAvx512;
+  const auto tile = dense_f32_kernels(detect_isa()).gemm_nn_acc;
   auto run = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    const float* a = A + i0 * lda;
-    const float* b = B + j0;
-    float* c = C + i0 * ldc + j0;
-    if (avx512)
-      kernels::gemm_nn_acc_avx512(i1 - i0, j1 - j0, Kd, a, lda, b, ldb, c, ldc, sign);
-    else
-      gemm_nn_acc_scalar(i1 - i0, j1 - j0, Kd, a, lda, b, ldb, c, ldc, sign);
+    tile(i1 - i0, j1 - j0, Kd, A + i0 * lda, lda, B + j0, ldb, C + i0 * ldc + j0, ldc, sign);
   };
   const bool by_cols = N >= M;
   const int64_t unit = by_cols ? kSplitCols : kSplitRows, len = by_cols ? N : M;
@@ -136,16 +138,13 @@ bool cholesky_lower_blocked(float* A, int64_t K, int threads) {
       for (int64_t j = 0; j < b; ++j) A[(k0 + i) * K + k0 + j] = j <= i ? float(d[size_t(i * b + j)]) : 0.0f;
     if (k1 >= K) break;
     // Panel: L21 = A21 · L11⁻ᵀ (forward substitution in double), kCholPanelRows rows per kernel call.
-    const bool avx512 = detect_isa() == Isa::kAvx512;
+    const auto panel_rows = dense_f32_kernels(detect_isa()).cholesky_panel_rows;
     parallel_for(size_t(K - k1), threads, 64, [&](size_t rb, size_t re) {
       std::vector<double> x(static_cast<size_t>(b * kCholPanelRows));
       for (size_t r0 = rb; r0 < re; r0 += kCholPanelRows) {
         const int64_t R = std::min<int64_t>(kCholPanelRows, int64_t(re - r0));
         float* rows = A + (k1 + int64_t(r0)) * K + k0;
-        if (avx512)
-          kernels::cholesky_panel_rows_avx512(rows, K, R, d.data(), b, x.data());
-        else
-          cholesky_panel_rows_scalar(rows, K, R, d.data(), b, x.data());
+        panel_rows(rows, K, R, d.data(), b, x.data());
       }
     });
     panel_t.assign(size_t(b * K), 0.0f);

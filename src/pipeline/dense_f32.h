@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/cpu.h"
+
 namespace fp4z {
 
 // C[M,N] += sign · A[M,Kd] · B[Kd,N], all row-major with leading dimensions lda/ldb/ldc; sign is +1 or
@@ -30,6 +32,16 @@ void gemm_nn_acc_avx512(int64_t M, int64_t N, int64_t Kd, const float* A, int64_
                         float* C, int64_t ldc, float sign);
 void cholesky_panel_rows_avx512(float* rows, int64_t ld, int64_t R, const double* d, int64_t b, double* x);
 }  // namespace kernels
+
+// The single-threaded product tile and the Cholesky panel step of one ISA level (one table per level,
+// as nv_kernels; AVX2 CPUs run the scalar ones).
+struct DenseF32Kernels {
+  void (*gemm_nn_acc)(int64_t M, int64_t N, int64_t Kd, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, float sign);
+  void (*cholesky_panel_rows)(float* rows, int64_t ld, int64_t R, const double* d, int64_t b, double* x);
+};
+// The kernels of `isa`, capped by what this CPU runs.
+const DenseF32Kernels& dense_f32_kernels(Isa isa);
 
 // In-place lower Cholesky factor of the K×K row-major f32 matrix A (upper triangle is zeroed).
 // Diagonal blocks (kCholBlock) are factored in double; panels and trailing updates in f32 through

@@ -59,7 +59,7 @@ class IoQueue {
     ByteBuffer bytes;
     const InputFile* in = nullptr;
     uint64_t offset = 0, len = 0;
-    std::function<void()> task;
+    std::function<void()> task = nullptr;
     const uint8_t* part = nullptr;  // kWritePart: not owned
   };
   void push(Job&& job);

@@ -256,6 +256,13 @@ void rd_refine_pick_scalar(const RdRefineColumn& col, int64_t n, int8_t* pick) {
   }
 }
 
+const RdRefineKernels& rd_refine_kernels(Isa isa) {
+  static const RdRefineKernels scalar{rd_refine_pick_scalar}, avx512{kernels::rd_refine_pick_avx512};
+  const Isa best = detect_isa();
+  if (int(isa) > int(best)) isa = best;
+  return isa == Isa::kAvx512 ? avx512 : scalar;
+}
+
 void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, const RdBlockParams& p, uint8_t* packed,
                      const uint8_t* scales, int sweeps, int threads, double* row_h) {
   const float* Hd = h.Hd.data();
@@ -266,8 +273,8 @@ void rd_refine_codes(const float* W, int64_t N, int64_t K, const RdHessian& h, c
     cost[c] = double(p.costs->code[c]);
   }
   const Isa isa = kernel_isa();
-  auto axpy = isa == Isa::kAvx512 ? kernels::axpy_avx512 : isa == Isa::kAvx2 ? kernels::axpy_avx2 : kernels::axpy_scalar;
-  auto pick_column = isa == Isa::kAvx512 ? kernels::rd_refine_pick_avx512 : rd_refine_pick_scalar;
+  const auto axpy = kernels::linear_kernels(isa).axpy;
+  const auto pick_column = rd_refine_kernels(isa).pick;
   const int64_t chunks = (N + kChunkRows - 1) / kChunkRows;
   const int64_t tile_rows = std::clamp<int64_t>(kRefineTileBytes / (int64_t(sizeof(float)) * K), 1, kChunkRows);
   parallel_for(size_t(chunks), threads, 1, [&](size_t cb, size_t ce) {

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "common/cpu.h"
+
 namespace fp4z {
 
 // One column j of a refinement sweep, for the n rows of a tile. Row t's current code is codes[t·K],
@@ -25,5 +27,12 @@ void rd_refine_pick_scalar(const RdRefineColumn& col, int64_t n, int8_t* pick);
 namespace kernels {
 void rd_refine_pick_avx512(const RdRefineColumn& col, int64_t n, int8_t* pick);
 }
+
+// The column decision of one ISA level (one table per level, as nv_kernels; AVX2 runs the scalar one).
+struct RdRefineKernels {
+  void (*pick)(const RdRefineColumn& col, int64_t n, int8_t* pick);
+};
+// The kernels of `isa`, capped by what this CPU runs.
+const RdRefineKernels& rd_refine_kernels(Isa isa);
 
 }  // namespace fp4z
