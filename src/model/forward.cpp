@@ -56,27 +56,29 @@ Session::Session(const Model& model, const EngineOptions& opt) : m_(model), opt_
 namespace {
 // Re-lays out a [layers][capacity][kvd] cache for a larger capacity, keeping the first len rows.
 template <class T>
-void grow_cache(std::vector<T>& c, int64_t layers, int64_t old_cap, int64_t cap, int64_t len, int64_t kvd) {
+void grow_cache(std::vector<T>& c, int64_t old_layers, int64_t layers, int64_t old_cap, int64_t cap, int64_t len, int64_t kvd) {
   std::vector<T> n(static_cast<size_t>(layers * cap * kvd));
-  for (int64_t l = 0; l < layers && len > 0; ++l)
+  for (int64_t l = 0; l < old_layers && len > 0; ++l)
     std::copy_n(c.begin() + l * old_cap * kvd, len * kvd, n.begin() + l * cap * kvd);
   c.swap(n);
 }
 }  // namespace
 
-void Session::reserve(int64_t positions) {
-  if (positions <= capacity_) return;
+void Session::reserve(int64_t positions, int64_t slots) {
+  if (positions <= capacity_ && slots <= slots_) return;
   const ModelConfig& c = m_.cfg;
-  int64_t cap = std::max(positions, std::min<int64_t>(capacity_ * 2, positions + 1024));
+  const int64_t cap = positions <= capacity_ ? capacity_ : std::max(positions, std::min<int64_t>(capacity_ * 2, positions + 1024));
+  const int64_t new_slots = std::max(slots, slots_);
   const int64_t kvd = c.kv_heads * c.head_dim;
   if (opt_.kv_bf16) {
-    grow_cache(k16_, c.layers, capacity_, cap, len_, kvd);
-    grow_cache(v16_, c.layers, capacity_, cap, len_, kvd);
+    grow_cache(k16_, slots_, new_slots, capacity_, cap, len_, kvd);
+    grow_cache(v16_, slots_, new_slots, capacity_, cap, len_, kvd);
   } else {
-    grow_cache(k_cache_, c.layers, capacity_, cap, len_, kvd);
-    grow_cache(v_cache_, c.layers, capacity_, cap, len_, kvd);
+    grow_cache(k_cache_, slots_, new_slots, capacity_, cap, len_, kvd);
+    grow_cache(v_cache_, slots_, new_slots, capacity_, cap, len_, kvd);
   }
   capacity_ = cap;
+  slots_ = new_slots;
 }
 
 void Session::truncate(int64_t len) {
@@ -92,7 +94,7 @@ void Session::forward(const int32_t* tokens, int64_t n, int64_t count, std::vect
   if (m_.cfg.max_positions > 0 && len_ + n > m_.cfg.max_positions)
     fail_input("sequence of " + std::to_string(len_ + n) + " tokens exceeds max_position_embeddings " +
                std::to_string(m_.cfg.max_positions));
-  reserve(len_ + n);
+  reserve(len_ + n, m_.cfg.layers);
   const int64_t first_logit = n - count;
   for (int64_t s = 0; s < n; s += opt_.max_batch) {
     int64_t e = std::min(n, s + opt_.max_batch);
@@ -104,7 +106,7 @@ void Session::forward(const int32_t* tokens, int64_t n, int64_t count, std::vect
 
 void Session::run_layers(float* x, int64_t T, int64_t l0, int64_t l1) {
   truncate(0);
-  reserve(T);
+  reserve(T, l1 - l0);  // a fresh sequence through [l0, l1) needs those layers' cache only
   ext_x_ = x;
   layer_begin_ = l0;
   layer_end_ = l1;
@@ -169,10 +171,11 @@ void Session::forward_chunk(const int32_t* tokens, int64_t T, int64_t count, flo
   for (int64_t li = layer_begin_; li < l_end; ++li) {
     const LayerWeights& L = m_.layers[size_t(li)];
     const bool kv16 = opt_.kv_bf16;
-    float* kc = kv16 ? nullptr : k_cache_.data() + li * capacity_ * kvd;
-    float* vc = kv16 ? nullptr : v_cache_.data() + li * capacity_ * kvd;
-    uint16_t* kc16 = kv16 ? k16_.data() + li * capacity_ * kvd : nullptr;
-    uint16_t* vc16 = kv16 ? v16_.data() + li * capacity_ * kvd : nullptr;
+    const int64_t slot = li - layer_begin_;  // run_layers keeps only its own layers' cache
+    float* kc = kv16 ? nullptr : k_cache_.data() + slot * capacity_ * kvd;
+    float* vc = kv16 ? nullptr : v_cache_.data() + slot * capacity_ * kvd;
+    uint16_t* kc16 = kv16 ? k16_.data() + slot * capacity_ * kvd : nullptr;
+    uint16_t* vc16 = kv16 ? v16_.data() + slot * capacity_ * kvd : nullptr;
     // The per-token steps run as parallel loops over tokens (one task per token; inline when T = 1).
     pool_.run(T, [&](int64_t t, int) { rms_norm(x_.data() + t * H, L.input_norm.data(), H, c.rms_eps, xn_.data() + t * H); });
     shared_in_.source = nullptr;  // q, k and v quantize xn once (int8 path)

@@ -53,13 +53,13 @@ struct Session {
   }
 
  private:
-  void reserve(int64_t positions);
+  void reserve(int64_t positions, int64_t slots);  // KV cache for `slots` layers (the first one = layer_begin_)
   void forward_chunk(const int32_t* tokens, int64_t n, int64_t count, float* logits);
   const Model& m_;
   EngineOptions opt_;
   KernelOptions kopt_;
   ThreadPool pool_;
-  int64_t len_ = 0, capacity_ = 0;
+  int64_t len_ = 0, capacity_ = 0, slots_ = 0;
   std::vector<float> k_cache_, v_cache_;  // [layer][position][kv_heads*head_dim]
   std::vector<uint16_t> k16_, v16_;       // the same in BF16 (EngineOptions::kv_bf16)
   std::vector<float> inv_freq_;
