@@ -164,23 +164,26 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
   // Steps 6-8 and the quantizer's cut-offs, once per template scale code present.
   auto tab = std::make_unique<SeedCodeTables>();
   fill_seed_code_tables(sc.S0_of, sc.D_of, sc.present, g1, *tab);
-  // The template's block-ratio statistics run on one more thread from the start, beside the encoding.
+  // Everything measured of the template alone (its block-ratio statistics and its entropy proxy's byte
+  // counts) runs on one more thread from the start: it overlaps the output buffers' first touch here
+  // and the encoding below, instead of adding a pass to the workers or after them.
   LayerMetrics ratio_new, ratio_base;
+  EntropyProxyCounts counts_base(R * C / 2);
   std::jthread template_side([&] {
     ratio_stats(sc.codes, sc.nblocks, tab->ratio, ratio_new);
     // Baseline ratios are S0 / max(S0, 1e-12): 1 for every block, 0 where S0 == 0; per code.
     float base_of[256];
     for (int c = 0; c < 256; ++c) base_of[c] = sc.S0_of[c] / std::max(sc.S0_of[c], 1e-12f);
     ratio_stats(sc.codes, sc.nblocks, base_of, ratio_base);
+    counts_base.add(tpl_packed, 0, R * C / 2);
   });
   reserve_huge(out.scales, R * nb);
   reserve_huge(out.packed, R * C / 2);
   out.scales.resize(R * nb);  // every byte is written below
   out.packed.resize(R * C / 2);
   out.global_scale = g1;
-  // Both entropy proxies' counts are taken from each work item's bytes (its output and the template
-  // rows the kernel just read) while they are in cache.
-  EntropyProxyCounts counts_new(R * C / 2), counts_base(R * C / 2);
+  // The entropy proxies' counts are taken from each work item's bytes while they are in cache.
+  EntropyProxyCounts counts_new(R * C / 2);
   ChunkedStats cs_new(R), cs_base(R);
   const bool direct = w.dtype == DType::BF16 || w.dtype == DType::F32;  // the kernel reads these as stored
   auto encode_rows = [&](size_t b, size_t e) {
@@ -204,7 +207,6 @@ void seed_encode(const WeightView& w, const uint8_t* tpl_packed, const SeedScale
     cs_new.chunks[b / kRowGrain] = st_new;
     cs_base.chunks[b / kRowGrain] = st_base;
     counts_new.add(out.packed.data() + b * C / 2, b * C / 2, (e - b) * C / 2);
-    counts_base.add(tpl_packed + b * C / 2, b * C / 2, (e - b) * C / 2);
   };
   // Segments are whole work items (multiples of kRowGrain rows); the worker that finishes a segment's
   // last work item reports it, so segments are handed on without a barrier between them.
