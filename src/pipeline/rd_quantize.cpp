@@ -46,6 +46,23 @@ int64_t decoder_layer_of(const std::string& module) {
   return std::stoll(m[2].str());
 }
 
+// H's upper triangle, summed over the calibration tokens, becomes their mean, mirrored into the lower one.
+void mean_and_mirror(std::vector<float>& h, int64_t K, double tokens) {
+  const float inv = float(1.0 / tokens);
+  for (int64_t i = 0; i < K; ++i)
+    for (int64_t j = i; j < K; ++j) {
+      const float v = h[size_t(i * K + j)] * inv;
+      h[size_t(i * K + j)] = v;
+      h[size_t(j * K + i)] = v;
+    }
+}
+
+// Drops decoder layer `layer`'s mapped source pages from the resident set (they are read again later).
+void release_decoder_layer(const Checkpoint& ck, int64_t layer) {
+  for (const auto& n : ck.names)
+    if (decoder_layer_of(n) == layer) ck.get(n).release();
+}
+
 // Columns of a [T, K] row block as contiguous rows (the left operand of the moment products).
 std::vector<float> transposed(const float* x, int64_t T, int64_t K) {
   std::vector<float> xt(static_cast<size_t>(K * T));
@@ -481,16 +498,13 @@ void RdJob::collect_column_weights() {
       if (!owner_cache_.count(m)) fail_input("rd: calibration never reached '" + m + "'");
     for (auto& [own, h] : H) {
       const int64_t K = width[own];
-      const float inv = float(1.0 / tokens);
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = i; j < K; ++j) h[size_t(j * K + i)] = h[size_t(i * K + j)] *= inv;
+      mean_and_mirror(h, K, tokens);
       const auto tf = Clock::now();
       col_weight_cache_[own] = rd_column_weights(std::move(h), K, o_.damp, threads_);
       factor_seconds_ += since(tf);
       h = {};
     }
-    for (const auto& n : model_->ckpt->names)
-      if (decoder_layer_of(n) == u.layer) model_->ckpt->get(n).release();
+    release_decoder_layer(*model_->ckpt, u.layer);
   }
   calib_seconds_ += since(t0) - (factor_seconds_ - layer_work_before);
 }
@@ -575,9 +589,7 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     }
   };
   auto release_layer_pages = [&] {
-    if (model_ && u.layer >= 0)
-      for (const auto& n : model_->ckpt->names)
-        if (decoder_layer_of(n) == u.layer) model_->ckpt->get(n).release();
+    if (model_ && u.layer >= 0) release_decoder_layer(*model_->ckpt, u.layer);
   };
   auto release_unit = [&] {
     // This unit's source pages are not needed again in this run: let the resident set shrink.
@@ -707,13 +719,8 @@ void RdJob::process_unit(size_t ui, const Sink& sink) {
     for (auto& [o, h] : H) {
       if (owners_before.count(o)) continue;
       const int64_t K = int64_t(std::llround(std::sqrt(double(h.size()))));
+      mean_and_mirror(h, K, tokens);
       const float inv = float(1.0 / tokens);
-      for (int64_t i = 0; i < K; ++i)
-        for (int64_t j = i; j < K; ++j) {
-          const float v = h[size_t(i * K + j)] * inv;
-          h[size_t(i * K + j)] = v;
-          h[size_t(j * K + i)] = v;
-        }
       if (C.count(o))
         for (float& v : C[o]) v *= inv;
       if (fill_h_cache_) h_cache_[o] = h;
